@@ -1,0 +1,32 @@
+# Two entry points, each doing all of its own set-up from a fresh clone:
+#   make book   -> executes every notebook with papermill and builds _build/html
+#   make test   -> unit tests + a smoke execution of every notebook + a smoke book build
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.calkit-installed
+PROFILE ?= cpu
+export MPLCONFIGDIR := $(CURDIR)/.cache/mpl
+export JUPYTER_RUNTIME_DIR := $(CURDIR)/.cache/jupyter-runtime
+
+.PHONY: setup book test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[book,test]'
+	touch $@
+
+book: $(STAMP)
+	$(PY) tools/build_book.py --profile $(PROFILE)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check calkit tests tools benchmarks
+
+clean:
+	rm -rf _build .cache/mpl .cache/jupyter-runtime

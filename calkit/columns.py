@@ -1,0 +1,75 @@
+"""Named column keys and OOD set names shared by every calkit module.
+
+Keeping the strings in one place (as matbench-discovery does) means a typo is an
+``AttributeError`` at import time rather than a silent ``KeyError`` deep in a run.
+"""
+
+from __future__ import annotations
+
+# Columns of every data set frame returned by :func:`calkit.data.load_dataset`.
+ID = "id"
+FORMULA = "formula"
+COMPOSITION = "composition"
+DELTA_E = "delta_e"
+BAND_GAP = "band_gap"
+PHDOS_PEAK = "last_phdos_peak"
+
+# Boolean set flags produced by :mod:`calkit.splits` (the paper's names).
+TRAIN = "train"
+COVARIATE = "Xshift_umap"
+COVARIATE_TSNE = "Xshift_tsne"
+PRIOR = "infoY_delta_e"
+EXTREME = "statY_delta_e"
+HIGH_GAP = "statY_bandgap"
+GAP_PRIOR = "infoY_bandgap"
+RELATION = "piezo"
+RANDOM_SPLITS = tuple(f"Rsplt{i}" for i in range(1, 6))
+
+OOD_SETS = (COVARIATE, PRIOR, EXTREME, HIGH_GAP, GAP_PRIOR, RELATION)
+
+# Friendly aliases accepted wherever a set name is a parameter.
+SET_ALIASES = {
+    "covariate": COVARIATE,
+    "covariate_tsne": COVARIATE_TSNE,
+    "prior": PRIOR,
+    "extreme": EXTREME,
+    "high_gap": HIGH_GAP,
+    "gap_prior": GAP_PRIOR,
+    "relation": RELATION,
+}
+
+# Human-readable labels used in tables and figures.
+SET_LABELS = {
+    TRAIN: "training",
+    COVARIATE: "covariate (UMAP sparse)",
+    COVARIATE_TSNE: "covariate (t-SNE sparse)",
+    PRIOR: "prior (low delta_e)",
+    EXTREME: "extreme delta_e",
+    HIGH_GAP: "high band gap",
+    GAP_PRIOR: "band-gap prior",
+    RELATION: "relation (piezo)",
+    **{name: f"random split {name[-1]}" for name in RANDOM_SPLITS},
+}
+
+
+def resolve_set_name(name: str, available: tuple[str, ...] | list[str] | None = None) -> str:
+    """Map an alias such as ``"prior"`` to the canonical set name.
+
+    Args:
+        name: A canonical set name (``"infoY_delta_e"``) or an alias (``"prior"``).
+        available: If given, the names that exist in the caller's context.
+
+    Returns:
+        The canonical set name.
+
+    Raises:
+        ValueError: If the name is neither an alias nor a known (or available) set.
+    """
+    canonical = SET_ALIASES.get(name, name)
+    valid = tuple(available) if available is not None else (TRAIN, COVARIATE_TSNE, *OOD_SETS, *RANDOM_SPLITS)
+    if canonical not in valid:
+        aliases = ", ".join(f"{k}->{v}" for k, v in SET_ALIASES.items())
+        raise ValueError(
+            f"unknown set name {name!r}. Valid names: {', '.join(valid)}; aliases: {aliases}."
+        )
+    return canonical

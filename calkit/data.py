@@ -1,0 +1,433 @@
+"""Data sets: a registry, a hash-checked file lookup and one frame schema.
+
+Every loader returns a :class:`pandas.DataFrame` with the columns
+``id, formula, composition`` followed by the data set's target column(s) (see
+:mod:`calkit.columns`). Files are found, in this order, under ``$CALKIT_DATA``, under
+the git-ignored ``data/`` folder of the repository (or ``~/.cache/calkit/data`` for an
+installed package), and otherwise downloaded from their upstream URL. Every file's
+sha256 must match either the upstream bytes or the known offline mirror, so a truncated
+or altered file is an error, never silently used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.request
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pymatgen.core import Composition
+
+from calkit import columns as col
+
+DATA_ENV = "CALKIT_DATA"
+CACHE_ENV = "CALKIT_CACHE"
+
+
+class DataFileError(RuntimeError):
+    """A data file is missing, cannot be downloaded, or fails its hash check."""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file of a data set, where it lives upstream and which bytes are valid.
+
+    Attributes:
+        relpath: Path below the data folder, e.g. ``mp_2019_roost/mp-formation.csv.gz``.
+        url: Upstream URL.
+        sha256: Accepted sha256 digests of the file bytes (upstream and known mirrors).
+        upstream_name: File name of the upstream download when it differs from ``relpath``
+            (the mirror gzips a plain upstream CSV).
+    """
+
+    relpath: str
+    url: str
+    sha256: tuple[str, ...]
+    upstream_name: str | None = None
+
+
+_AVIARY = "https://raw.githubusercontent.com/CompRhys/aviary/553aeb3883508e26bf1972faaed23fba8a5d8907"
+
+FILES: dict[str, DataFile] = {
+    "mp-formation": DataFile(
+        relpath="mp_2019_roost/mp-formation.csv.gz",
+        url=f"{_AVIARY}/data/datasets/mp-formation.csv",
+        sha256=(
+            "92ba6fd2a0777261ba78bf72a0244875a78f05a5902993d9440c18255802a644",  # upstream CSV
+            "99d6a913b89c2f5b2fae9a7ad7c58099bb4663bc60bed35e26a38aefdf97cb25",  # gzipped mirror
+        ),
+        upstream_name="mp_2019_roost/mp-formation.csv",
+    ),
+    "mp-bandgaps": DataFile(
+        relpath="mp_2019_roost/mp-bandgaps.csv.gz",
+        url=f"{_AVIARY}/data/datasets/mp-bandgaps.csv",
+        sha256=(
+            "075ad199379dfbe8946bf33282b5972af658209f904d18d52d8468b2c86cdfde",
+            "466e481b5cfcc438cf0feba9c99bb9a22201985480b9c5927889e4452bd7c746",
+        ),
+        upstream_name="mp_2019_roost/mp-bandgaps.csv",
+    ),
+    "piezoelectric_tensor": DataFile(
+        relpath="matminer/piezoelectric_tensor.json.gz",
+        url="https://ndownloader.figshare.com/files/13220621",
+        sha256=(
+            "dc9d04836f7f91ecb4ef6dc23e42468571be857f0fccafdfb51a5a40f19db898",  # matminer
+            "1c16a4d78d36e09fb1619a0963ba4a585fe3e02847c86b4789c3f13af6322760",  # mirror
+        ),
+    ),
+    "matbench_phonons": DataFile(
+        relpath="matminer/matbench_phonons.json.gz",
+        url="https://ml.materialsproject.org/projects/matbench_phonons.json.gz",
+        sha256=("4db551f21ec5f577e6202725f10e34dfc509aa7df3a6bdaac497da7f6dbbb9b3",),
+    ),
+    "mp_nostruct_20181018": DataFile(
+        relpath="matminer/mp_nostruct_20181018.json.gz",
+        url="https://ndownloader.figshare.com/files/13309253",
+        sha256=("48481abc390e0772defbbfa68d7db3b9bdef2519d407b82a581f2298f7df080f",),
+    ),
+}
+
+
+def repo_root() -> Path | None:
+    """Return the repository checkout that holds this package, if there is one."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() else None
+
+
+def local_data_dir() -> Path:
+    """Folder where downloads are stored: ``<repo>/data`` or ``~/.cache/calkit/data``."""
+    root = repo_root()
+    return root / "data" if root else Path.home() / ".cache" / "calkit" / "data"
+
+
+def cache_dir(kind: str) -> Path:
+    """Folder for derived artefacts (features, embeddings, splits) of one kind.
+
+    ``$CALKIT_CACHE`` wins; otherwise ``<repo>/.cache`` or ``~/.cache/calkit``.
+    """
+    base = os.environ.get(CACHE_ENV)
+    if base:
+        path = Path(base)
+    elif (root := repo_root()) is not None:
+        path = root / ".cache"
+    else:
+        path = Path.home() / ".cache" / "calkit"
+    path = path / kind
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    """Return the hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _candidates(spec: DataFile) -> list[Path]:
+    names = [spec.relpath] + ([spec.upstream_name] if spec.upstream_name else [])
+    roots: list[Path] = []
+    if os.environ.get(DATA_ENV):
+        roots.append(Path(os.environ[DATA_ENV]).expanduser())
+    roots.append(local_data_dir())
+    return [root / name for root in roots for name in names]
+
+
+def _check_hash(path: Path, spec: DataFile) -> Path:
+    digest = sha256_of(path)
+    if digest not in spec.sha256:
+        raise DataFileError(
+            f"{path} has sha256 {digest}, which matches neither the upstream file nor the known "
+            f"mirror ({', '.join(h[:12] + '...' for h in spec.sha256)}). The file is corrupted, "
+            f"truncated or a different version. Delete it and let calkit download {spec.url}, "
+            f"or point {DATA_ENV} at a verified mirror."
+        )
+    return path
+
+
+def _download(spec: DataFile, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(spec.url, timeout=60) as response:  # noqa: S310
+            payload = response.read()
+    except OSError as exc:
+        raise DataFileError(
+            f"data file {spec.relpath} was not found and could not be downloaded from {spec.url} "
+            f"({exc}). Set {DATA_ENV} to a folder holding {spec.relpath} (a local mirror), or "
+            f"download the URL into {local_data_dir() / (spec.upstream_name or spec.relpath)}."
+        ) from exc
+    # Write to a temporary file first so an interrupted download never leaves a partial file
+    # that a later run would mistake for the real one.
+    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
+        tmp.write(payload)
+    tmp_path = Path(tmp.name)
+    try:
+        _check_hash(tmp_path, spec)
+    except DataFileError:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    shutil.move(tmp_path, dest)
+    return dest
+
+
+def fetch(file_key: str, download: bool = True) -> Path:
+    """Return a verified local path of a registered file, downloading it if needed.
+
+    Args:
+        file_key: A key of :data:`FILES`.
+        download: Whether to download when no local copy exists.
+
+    Returns:
+        Path to a file whose sha256 matches the upstream or mirror hash.
+
+    Raises:
+        DataFileError: Missing and not downloadable, or a hash mismatch.
+        KeyError: Unknown file key.
+    """
+    if file_key not in FILES:
+        raise KeyError(f"unknown data file {file_key!r}; known files: {', '.join(FILES)}")
+    spec = FILES[file_key]
+    for path in _candidates(spec):
+        if path.is_file():
+            return _check_hash(path, spec)
+    if not download:
+        raise DataFileError(
+            f"data file {spec.relpath} not found (looked in {', '.join(map(str, _candidates(spec)))}). "
+            f"Set {DATA_ENV} to a folder holding it, or allow the download from {spec.url}."
+        )
+    return _download(spec, local_data_dir() / (spec.upstream_name or spec.relpath))
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # keep_default_na=False: the formula "NaN" (sodium nitride) is a real compound.
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def read_split_json(path: Path, fields: list[str]) -> pd.DataFrame:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        payload = json.load(handle)
+    cols = payload["columns"]
+    keep = [cols.index(name) for name in fields]
+    return pd.DataFrame([[row[i] for i in keep] for row in payload["data"]], columns=fields)
+
+
+def _parse_formulas(formulas: pd.Series, on_invalid: str) -> tuple[pd.Series, pd.Series]:
+    """Parse formulas, returning reduced formulas and a mask of the valid rows."""
+    reduced: list[str | None] = []
+    for formula in formulas.astype(str):
+        try:
+            comp = Composition(formula)
+            if comp.num_atoms <= 0 or not comp.valid:
+                raise ValueError("no atoms or dummy species")
+            reduced.append(comp.reduced_formula)
+        except Exception:  # pymatgen raises several types for bad formulas
+            reduced.append(None)
+    result = pd.Series(reduced, index=formulas.index, dtype=object)
+    valid = result.notna()
+    n_bad = int((~valid).sum())
+    if n_bad:
+        examples = ", ".join(repr(f) for f in formulas[~valid].head(5))
+        message = f"{n_bad} malformed formula(s) ({examples}{', ...' if n_bad > 5 else ''})"
+        if on_invalid == "raise":
+            raise ValueError(f"{message}. Fix them, or pass on_invalid='drop' to skip those rows.")
+        warnings.warn(f"dropped {message}", stacklevel=3)
+    return result, valid
+
+
+def standardize_frame(
+    frame: pd.DataFrame,
+    id_col: str,
+    composition_col: str,
+    targets: dict[str, str],
+    on_invalid: str = "drop",
+) -> pd.DataFrame:
+    """Bring a raw table into the calkit schema ``id, formula, composition, targets...``.
+
+    Use it for your own data: any table with an id, a composition string and targets.
+
+    Args:
+        frame: The raw table.
+        id_col: Column with a unique identifier.
+        composition_col: Column with a chemical formula, e.g. ``"Fe2O3"``.
+        targets: Mapping from the raw target column names to calkit's names.
+        on_invalid: ``"drop"`` malformed formulas with a warning that counts them, or ``"raise"``.
+
+    Returns:
+        A new frame in the calkit schema with a fresh ``RangeIndex``.
+    """
+    if on_invalid not in ("drop", "raise"):
+        raise ValueError(f"on_invalid must be 'drop' or 'raise', got {on_invalid!r}")
+    missing = [c for c in (id_col, composition_col, *targets) if c not in frame.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table; it has {list(frame.columns)}")
+    reduced, valid = _parse_formulas(frame[composition_col], on_invalid)
+    out = pd.DataFrame(
+        {
+            col.ID: frame[id_col].astype(str),
+            col.FORMULA: reduced,
+            col.COMPOSITION: frame[composition_col].astype(str),
+        }
+    )
+    for raw, name in targets.items():
+        out[name] = pd.to_numeric(frame[raw], errors="coerce").astype(float)
+    return out[valid].reset_index(drop=True)
+
+
+def _load_mp2019(on_invalid: str) -> pd.DataFrame:
+    formation = _read_csv(fetch("mp-formation"))
+    gaps = _read_csv(fetch("mp-bandgaps"))
+    merged = formation.merge(gaps[["task_id", "band_gap"]], on="task_id", how="left", validate="1:1")
+    return standardize_frame(
+        merged,
+        "task_id",
+        "composition",
+        {"formation_energy_per_atom": col.DELTA_E, "band_gap": col.BAND_GAP},
+        on_invalid,
+    )
+
+
+def relation_ids() -> set[str]:
+    """Materials Project ids of the piezoelectric (relation-shift) entries."""
+    return set(read_split_json(fetch("piezoelectric_tensor"), ["material_id"])["material_id"])
+
+
+def _load_piezo(on_invalid: str) -> pd.DataFrame:
+    mp = load_dataset("mp2019", on_invalid=on_invalid)
+    joined = mp[mp[col.ID].isin(relation_ids())]
+    # mp2019 holds one entry per reduced formula; keep that invariant explicitly.
+    return joined.drop_duplicates(col.FORMULA).reset_index(drop=True)
+
+
+def _load_phonons(on_invalid: str) -> pd.DataFrame:
+    raw = read_split_json(fetch("matbench_phonons"), ["structure", "last phdos peak"])
+    formulas = [_structure_formula(s) for s in raw["structure"]]
+    frame = pd.DataFrame(
+        {
+            "id": [f"mb-phonons-{i + 1:04d}" for i in range(len(raw))],
+            "composition": formulas,
+            "peak": raw["last phdos peak"],
+        }
+    )
+    return standardize_frame(frame, "id", "composition", {"peak": col.PHDOS_PEAK}, on_invalid)
+
+
+def _structure_formula(structure: dict) -> str:
+    counts: dict[str, float] = {}
+    for site in structure["sites"]:
+        for species in site["species"]:
+            counts[species["element"]] = counts.get(species["element"], 0.0) + species["occu"]
+    return Composition(counts).formula
+
+
+def _load_mp_nostruct(on_invalid: str) -> pd.DataFrame:
+    path = fetch("mp_nostruct_20181018")
+    raw = read_split_json(path, ["mpid", "formula", "e_form", "gap pbe"])
+    return standardize_frame(
+        raw, "mpid", "formula", {"e_form": col.DELTA_E, "gap pbe": col.BAND_GAP}, on_invalid
+    )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered data set.
+
+    Attributes:
+        name: Registry key.
+        description: One line for tables in the book.
+        targets: Target columns of the returned frame.
+        files: Keys of :data:`FILES` the loader reads.
+        loader: Function ``on_invalid -> frame``.
+    """
+
+    name: str
+    description: str
+    targets: tuple[str, ...]
+    files: tuple[str, ...]
+    loader: Callable[[str], pd.DataFrame]
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            "mp2019",
+            "Materials Project c. 2019 (Roost data): 84,295 compositions, formation energy and "
+            "PBE band gap; offline stand-in for mp_nostruct_20181018",
+            (col.DELTA_E, col.BAND_GAP),
+            ("mp-formation", "mp-bandgaps"),
+            _load_mp2019,
+        ),
+        DatasetInfo(
+            "piezo",
+            "piezoelectric_tensor (de Jong 2015) entries found in mp2019 by material id",
+            (col.DELTA_E, col.BAND_GAP),
+            ("piezoelectric_tensor", "mp-formation", "mp-bandgaps"),
+            _load_piezo,
+        ),
+        DatasetInfo(
+            "phonons",
+            "matbench_phonons: composition and last phonon DOS peak (cm^-1)",
+            (col.PHDOS_PEAK,),
+            ("matbench_phonons",),
+            _load_phonons,
+        ),
+        DatasetInfo(
+            "mp_nostruct_20181018",
+            "the paper's own set (matminer; downloaded, needs internet)",
+            (col.DELTA_E, col.BAND_GAP),
+            ("mp_nostruct_20181018",),
+            _load_mp_nostruct,
+        ),
+    )
+}
+
+
+def check_dataset_name(name: str) -> DatasetInfo:
+    """Return the registry entry for ``name`` or raise with the valid names."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}. Valid names: {', '.join(DATASETS)}.")
+    return DATASETS[name]
+
+
+def load_dataset(name: str, on_invalid: str = "drop") -> pd.DataFrame:
+    """Load a registered data set in the calkit schema.
+
+    Args:
+        name: One of :data:`DATASETS` (``mp2019``, ``piezo``, ``phonons``,
+            ``mp_nostruct_20181018``).
+        on_invalid: ``"drop"`` malformed formulas with a counting warning, or ``"raise"``.
+
+    Returns:
+        A frame with columns ``id, formula, composition`` and the data set's targets.
+
+    Example:
+        >>> frame = load_dataset("mp2019")  # doctest: +SKIP
+        >>> frame.columns.tolist()  # doctest: +SKIP
+        ['id', 'formula', 'composition', 'delta_e', 'band_gap']
+    """
+    info = check_dataset_name(name)
+    return info.loader(on_invalid)
+
+
+def describe_files() -> pd.DataFrame:
+    """Tabulate where each registered file is found and whether its hash checks out."""
+    rows = []
+    for key, spec in FILES.items():
+        found = next((p for p in _candidates(spec) if p.is_file()), None)
+        status = "missing (will download)"
+        if found is not None:
+            status = "ok" if sha256_of(found) in spec.sha256 else "HASH MISMATCH"
+        rows.append({"file": spec.relpath, "found at": str(found or "-"), "status": status})
+    return pd.DataFrame(rows)
+

@@ -1,0 +1,224 @@
+"""The paper's 145 composition features, cached on disk, and a guarded scaler.
+
+Feature preset ``paper145`` (Ward et al. 2016 / IRNet), computed with matminer:
+``Stoichiometry()`` (6) + ``ElementProperty.from_preset("magpie")`` (132) +
+``ValenceOrbital(props=["avg"])`` (4) + ``IonProperty(fast=True)`` (3).
+
+Featurisation is cached under ``<cache>/features`` keyed by the sha256 of the composition
+strings, the preset name and version, and the matminer version, so a second call with the
+same compositions costs one file read. Versioned presets follow MODNet's practice: changing
+what a preset computes means bumping its version, which invalidates old caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from calkit.data import cache_dir
+
+PRESET = "paper145"
+PRESET_VERSION = 1
+N_FEATURES = 145
+
+
+def build_featurizer():
+    """Return matminer's ``MultipleFeaturizer`` for the paper's 145 features (one process)."""
+    from matminer.featurizers.base import MultipleFeaturizer
+    from matminer.featurizers.composition import (
+        ElementProperty,
+        IonProperty,
+        Stoichiometry,
+        ValenceOrbital,
+    )
+
+    featurizer = MultipleFeaturizer(
+        [
+            Stoichiometry(),
+            ElementProperty.from_preset("magpie"),
+            ValenceOrbital(props=["avg"]),
+            IonProperty(fast=True),
+        ]
+    )
+    # matminer's own multiprocessing is about 2x slower than one process on 2 cores;
+    # calkit parallelises over chunks itself.
+    featurizer.set_n_jobs(1)
+    return featurizer
+
+
+def feature_labels() -> list[str]:
+    """Names of the 145 features, in column order."""
+    return list(build_featurizer().feature_labels())
+
+
+def _featurize_chunk(compositions: list[str]) -> np.ndarray:
+    from pymatgen.core import Composition
+
+    featurizer = build_featurizer()
+    rows = np.full((len(compositions), N_FEATURES), np.nan)
+    with warnings.catch_warnings():
+        # IonProperty warns for every composition without a known oxidation state guess.
+        warnings.simplefilter("ignore")
+        for i, text in enumerate(compositions):
+            try:
+                rows[i] = featurizer.featurize(Composition(text))
+            except Exception:  # a failed row stays NaN and is counted by the caller
+                pass
+    return rows
+
+
+def cache_key(compositions: Sequence[str]) -> str:
+    """Hash of the inputs and everything that determines the feature values."""
+    digest = hashlib.sha256()
+    digest.update(f"{PRESET}-v{PRESET_VERSION}-matminer{version('matminer')}\n".encode())
+    for text in compositions:
+        digest.update(text.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()[:24]
+
+
+def _atomic_save(array: np.ndarray, path: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as tmp:
+        np.save(tmp, array)
+    os.replace(tmp.name, path)
+
+
+def featurize(
+    compositions: Sequence[str],
+    n_jobs: int | None = None,
+    use_cache: bool = True,
+    progress: bool = True,
+    chunk_size: int = 1000,
+) -> pd.DataFrame:
+    """Compute the 145 paper features for a list of composition strings.
+
+    Args:
+        compositions: Chemical formulas, e.g. the ``composition`` column of a calkit frame.
+        n_jobs: Worker processes; defaults to the number of CPU cores.
+        use_cache: Read and write the on-disk cache.
+        progress: Show a tqdm progress bar.
+        chunk_size: Compositions per worker task.
+
+    Returns:
+        A frame of shape ``(len(compositions), 145)`` with matminer's feature names as
+        columns. Rows matminer cannot featurise are NaN (see :func:`count_failed_rows`).
+    """
+    compositions = [str(c) for c in compositions]
+    labels = feature_labels()
+    path = cache_dir("features") / f"{PRESET}-{cache_key(compositions)}.npy"
+    if use_cache and path.is_file():
+        return pd.DataFrame(np.load(path), columns=labels)
+    chunks = [compositions[i : i + chunk_size] for i in range(0, len(compositions), chunk_size)]
+    n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(chunks)))
+    bar = tqdm(total=len(compositions), desc="featurising", unit="comp", disable=not progress)
+    parts: list[np.ndarray] = []
+    if n_jobs == 1:
+        for chunk in chunks:
+            parts.append(_featurize_chunk(chunk))
+            bar.update(len(chunk))
+    else:
+        # fork keeps the import cost out of the workers; spawn is the fallback elsewhere.
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        with mp.get_context(method).Pool(n_jobs) as pool:
+            for part in pool.imap(_featurize_chunk, chunks):
+                parts.append(part)
+                bar.update(len(part))
+    bar.close()
+    values = np.concatenate(parts) if parts else np.empty((0, N_FEATURES))
+    if use_cache:
+        _atomic_save(values, path)
+        meta = {"preset": PRESET, "version": PRESET_VERSION, "rows": len(values)}
+        path.with_suffix(".json").write_text(json.dumps(meta))
+    return pd.DataFrame(values, columns=labels)
+
+
+def count_failed_rows(features: pd.DataFrame) -> int:
+    """Number of rows with any missing feature value."""
+    return int(features.isna().any(axis=1).sum())
+
+
+@dataclass
+class FeatureScaler:
+    """Standardise features with a guard against near-constant training columns.
+
+    In the training rows of the paper's sets some Magpie features are almost constant
+    ("MagpieData minimum GSmagmom" has a standard deviation of about 3e-5 there), so a
+    plain standard scaler maps a few out-of-distribution rows (Fe/Co/Ni alloys) to values
+    near 1e4. The guard is a clip: standardised values are limited to ``[-clip, clip]``.
+    Clipping keeps all 145 features and every row, and leaves ordinary rows untouched
+    (it only bites beyond ``clip`` standard deviations). Missing values become 0, the
+    training mean.
+
+    Attributes:
+        clip: Bound on absolute standardised values; ``None`` disables the guard.
+        mean_: Per-feature mean of the fitted rows.
+        scale_: Per-feature standard deviation of the fitted rows (1 where it is 0).
+    """
+
+    clip: float | None = 10.0
+    mean_: np.ndarray | None = None
+    scale_: np.ndarray | None = None
+
+    def fit(self, values: np.ndarray) -> FeatureScaler:
+        """Fit mean and scale on ``values`` (rows x features), ignoring NaN."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or len(values) < 2:
+            raise ValueError(f"need a 2-D array with at least 2 rows, got shape {values.shape}")
+        self.mean_ = np.nanmean(values, axis=0)
+        scale = np.nanstd(values, axis=0)
+        self.scale_ = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+        self.mean_ = np.where(np.isfinite(self.mean_), self.mean_, 0.0)
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Standardise, fill missing values with 0 and clip; returns float32."""
+        if self.mean_ is None or self.scale_ is None:
+            raise RuntimeError("FeatureScaler is not fitted: call fit() first")
+        scaled = (np.asarray(values, dtype=np.float64) - self.mean_) / self.scale_
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        if self.clip is not None:
+            scaled = np.clip(scaled, -self.clip, self.clip)
+        return scaled.astype(np.float32)
+
+    def fit_transform(self, values: np.ndarray) -> np.ndarray:
+        """Fit on ``values`` and return them transformed."""
+        return self.fit(values).transform(values)
+
+
+def scale_features(
+    values: np.ndarray, train_mask: np.ndarray, fit_on: str = "train", clip: float | None = 10.0
+) -> tuple[np.ndarray, FeatureScaler]:
+    """Standardise all rows with a scaler fitted on the training rows (or on all rows).
+
+    Args:
+        values: Raw features, rows x features.
+        train_mask: Boolean mask of the training rows.
+        fit_on: ``"train"`` (honest default) or ``"all"`` (the paper's choice, which lets
+            test rows shape the scaling).
+        clip: See :class:`FeatureScaler`.
+
+    Returns:
+        The scaled float32 matrix and the fitted scaler.
+    """
+    if fit_on not in ("train", "all"):
+        raise ValueError(f"fit_on must be 'train' or 'all', got {fit_on!r}")
+    rows = values[np.asarray(train_mask, dtype=bool)] if fit_on == "train" else values
+    scaler = FeatureScaler(clip=clip).fit(rows)
+    return scaler.transform(values), scaler
+
+
+def feature_groups() -> dict[str, int]:
+    """Number of features each matminer featurizer of the preset contributes."""
+    return {type(f).__name__: len(f.feature_labels()) for f in build_featurizer().featurizers}

@@ -1,0 +1,44 @@
+"""Shared fixtures: small frames the tests build themselves, and the real mirror when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from calkit import columns as col
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test writes derived artefacts into its own cache, never the developer's."""
+    monkeypatch.setenv("CALKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """The data mirror named by CALKIT_DATA; skips when it is not set."""
+    path = os.environ.get("CALKIT_DATA")
+    if not path or not Path(path).is_dir():
+        pytest.skip("CALKIT_DATA is not set to the data mirror")
+    return Path(path)
+
+
+@pytest.fixture
+def small_frame() -> pd.DataFrame:
+    """A 400-row synthetic table in the calkit schema with real compositions."""
+    rng = np.random.default_rng(0)
+    formulas = ["NaCl", "Fe2O3", "SiO2", "GaAs", "MgO", "LiFePO4", "CuZn", "TiO2", "Al2O3", "ZnS"]
+    comps = [formulas[i % len(formulas)] for i in range(400)]
+    return pd.DataFrame(
+        {
+            col.ID: [f"x-{i}" for i in range(400)],
+            col.FORMULA: comps,
+            col.COMPOSITION: comps,
+            col.DELTA_E: rng.normal(-1.0, 1.0, 400),
+            col.BAND_GAP: np.where(rng.random(400) < 0.5, 0.0, rng.gamma(2.0, 1.0, 400)),
+        }
+    )

@@ -1,0 +1,111 @@
+"""Execute every notebook with papermill and build the HTML book (Jupyter Book 1).
+
+Usage::
+
+    python tools/build_book.py --profile cpu            # what `make book` runs
+    python tools/build_book.py --profile smoke --out /tmp/b   # what the notebook test runs
+
+Steps: stage ``_config.yml``, ``_toc.yml`` and ``book/`` into ``OUT/src``; draw the generated
+figures; execute each notebook of ``notebooks/`` with papermill (parameter ``profile``) into
+``OUT/src/notebooks``; write Sphinx's ``conf.py`` with ``jupyter-book config sphinx``; run
+``sphinx-build -W -n --keep-going`` into ``OUT/html``. Source notebooks are never modified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stage_sources(src: Path) -> None:
+    """Copy the book's static sources into a clean staging folder."""
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, src / name)
+    shutil.copytree(ROOT / "book", src / "book", ignore=shutil.ignore_patterns("_generated"))
+    (src / "notebooks").mkdir()
+
+
+def draw_generated(src: Path) -> None:
+    """Figures drawn by code for the markdown chapters."""
+    from calkit.diagrams import main as draw_diagrams
+
+    draw_diagrams([str(src / "book" / "_generated")])
+
+
+def execute_notebooks(src: Path, profile: str, only: list[str] | None) -> dict[str, float]:
+    """Run each source notebook through papermill into the staging folder."""
+    import papermill
+
+    timings: dict[str, float] = {}
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        if only and notebook.stem not in only:
+            continue
+        start = time.perf_counter()
+        print(f"[book] executing {notebook.name} (profile={profile})", flush=True)
+        papermill.execute_notebook(
+            str(notebook),
+            str(src / "notebooks" / notebook.name),
+            parameters={"profile": profile},
+            kernel_name="python3",
+            cwd=str(ROOT / "notebooks"),
+            progress_bar=False,
+            request_save_on_cell_execute=False,
+        )
+        timings[notebook.name] = time.perf_counter() - start
+        print(f"[book] {notebook.name}: {timings[notebook.name]:.0f} s", flush=True)
+    return timings
+
+
+def build_html(src: Path, html: Path) -> None:
+    """Generate conf.py from the Jupyter Book config and run Sphinx with warnings as errors."""
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "jupyter-book"), "config", "sphinx", str(src)], check=True)
+    if html.exists():
+        shutil.rmtree(html)
+    subprocess.run(
+        [str(bin_dir / "sphinx-build"), "-W", "-n", "--keep-going", "-q", "-b", "html",
+         str(src), str(html)],
+        check=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", help="smoke, cpu or paper (default cpu)")
+    parser.add_argument("--out", default=str(ROOT / "_build"), help="build folder (default _build)")
+    parser.add_argument("--only", default="", help="comma-separated notebook stems to execute")
+    parser.add_argument("--no-html", action="store_true", help="execute notebooks only")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # Hermetic runs: matplotlib and Jupyter write their state inside the build folder.
+    os.environ.setdefault("MPLCONFIGDIR", str(out / ".mpl"))
+    os.environ.setdefault("JUPYTER_RUNTIME_DIR", str(out / ".jupyter-runtime"))
+    os.environ.setdefault("TQDM_MININTERVAL", "5")
+    src = out / "src"
+    start = time.perf_counter()
+    stage_sources(src)
+    draw_generated(src)
+    timings = execute_notebooks(src, args.profile, [s for s in args.only.split(",") if s] or None)
+    if not args.no_html:
+        build_html(src, out / "html")
+        print(f"[book] HTML in {out / 'html' / 'index.html'}")
+    total = time.perf_counter() - start
+    print("[book] " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
