@@ -66,7 +66,11 @@ def resolve_set_name(name: str, available: tuple[str, ...] | list[str] | None = 
         ValueError: If the name is neither an alias nor a known (or available) set.
     """
     canonical = SET_ALIASES.get(name, name)
-    valid = tuple(available) if available is not None else (TRAIN, COVARIATE_TSNE, *OOD_SETS, *RANDOM_SPLITS)
+    valid = (
+        tuple(available)
+        if available is not None
+        else (TRAIN, COVARIATE_TSNE, *OOD_SETS, *RANDOM_SPLITS)
+    )
     if canonical not in valid:
         aliases = ", ".join(f"{k}->{v}" for k, v in SET_ALIASES.items())
         raise ValueError(

@@ -54,7 +54,9 @@ class DataFile:
     upstream_name: str | None = None
 
 
-_AVIARY = "https://raw.githubusercontent.com/CompRhys/aviary/553aeb3883508e26bf1972faaed23fba8a5d8907"
+_AVIARY = (
+    "https://raw.githubusercontent.com/CompRhys/aviary/553aeb3883508e26bf1972faaed23fba8a5d8907"
+)
 
 FILES: dict[str, DataFile] = {
     "mp-formation": DataFile(
@@ -201,8 +203,9 @@ def fetch(file_key: str, download: bool = True) -> Path:
         if path.is_file():
             return _check_hash(path, spec)
     if not download:
+        looked = ", ".join(map(str, _candidates(spec)))
         raise DataFileError(
-            f"data file {spec.relpath} not found (looked in {', '.join(map(str, _candidates(spec)))}). "
+            f"data file {spec.relpath} not found (looked in {looked}). "
             f"Set {DATA_ENV} to a folder holding it, or allow the download from {spec.url}."
         )
     return _download(spec, local_data_dir() / (spec.upstream_name or spec.relpath))
@@ -214,6 +217,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def read_split_json(path: Path, fields: list[str]) -> pd.DataFrame:
+    """Read chosen columns of a pandas ``orient="split"`` JSON file (matminer's format)."""
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt") as handle:
         payload = json.load(handle)
@@ -287,7 +291,9 @@ def standardize_frame(
 def _load_mp2019(on_invalid: str) -> pd.DataFrame:
     formation = _read_csv(fetch("mp-formation"))
     gaps = _read_csv(fetch("mp-bandgaps"))
-    merged = formation.merge(gaps[["task_id", "band_gap"]], on="task_id", how="left", validate="1:1")
+    merged = formation.merge(
+        gaps[["task_id", "band_gap"]], on="task_id", how="left", validate="1:1"
+    )
     return standardize_frame(
         merged,
         "task_id",
@@ -423,11 +429,10 @@ def load_dataset(name: str, on_invalid: str = "drop") -> pd.DataFrame:
 def describe_files() -> pd.DataFrame:
     """Tabulate where each registered file is found and whether its hash checks out."""
     rows = []
-    for key, spec in FILES.items():
+    for spec in FILES.values():
         found = next((p for p in _candidates(spec) if p.is_file()), None)
         status = "missing (will download)"
         if found is not None:
             status = "ok" if sha256_of(found) in spec.sha256 else "HASH MISMATCH"
         rows.append({"file": spec.relpath, "found at": str(found or "-"), "status": status})
     return pd.DataFrame(rows)
-

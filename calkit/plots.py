@@ -79,7 +79,11 @@ def embedding_by_set(
             continue
         size = 14 if name == col.RELATION else 3
         ax.scatter(
-            embedding[pick, 0], embedding[pick, 1], s=size, alpha=0.6, lw=0,
+            embedding[pick, 0],
+            embedding[pick, 1],
+            s=size,
+            alpha=0.6,
+            lw=0,
             color=SET_COLORS.get(name, "k"),
             label=f"{col.SET_LABELS.get(name, name)} ({int((labels == name).sum()):,})",
         )
@@ -97,8 +101,12 @@ def prior_shift_histogram(frame: pd.DataFrame, sets: pd.DataFrame) -> plt.Figure
     bins = np.linspace(frame[col.DELTA_E].min(), frame[col.DELTA_E].max(), 90)
     for name in (col.TRAIN, col.EXTREME, col.PRIOR):
         ax.hist(
-            frame.loc[sets[name], col.DELTA_E], bins=bins, alpha=0.55, log=True,
-            color=SET_COLORS[name], label=f"{col.SET_LABELS[name]} ({int(sets[name].sum()):,})",
+            frame.loc[sets[name], col.DELTA_E],
+            bins=bins,
+            alpha=0.55,
+            log=True,
+            color=SET_COLORS[name],
+            label=f"{col.SET_LABELS[name]} ({int(sets[name].sum()):,})",
         )
     ax.set_xlabel(r"$\Delta E_f$ (eV/atom)")
     ax.set_ylabel("count (log)")
@@ -107,19 +115,29 @@ def prior_shift_histogram(frame: pd.DataFrame, sets: pd.DataFrame) -> plt.Figure
     return fig
 
 
-def covariate_density(embedding: np.ndarray, density: np.ndarray, covariate: np.ndarray) -> plt.Figure:
+def covariate_density(
+    embedding: np.ndarray, density: np.ndarray, covariate: np.ndarray
+) -> plt.Figure:
     """The covariate set on the embedding: kernel density and the sparsest rows picked."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     order = np.argsort(density)
     sc = axes[0].scatter(
-        embedding[order, 0], embedding[order, 1], c=np.log10(density[order] + 1e-12), s=2, lw=0,
+        embedding[order, 0],
+        embedding[order, 1],
+        c=np.log10(density[order] + 1e-12),
+        s=2,
+        lw=0,
         cmap="viridis",
     )
     fig.colorbar(sc, ax=axes[0], label="log10 kernel density")
     axes[0].set_title("density on the 2-D UMAP")
     axes[1].scatter(embedding[~covariate, 0], embedding[~covariate, 1], s=2, lw=0, color="#cccccc")
     axes[1].scatter(
-        embedding[covariate, 0], embedding[covariate, 1], s=2, lw=0, color=SET_COLORS[col.COVARIATE],
+        embedding[covariate, 0],
+        embedding[covariate, 1],
+        s=2,
+        lw=0,
+        color=SET_COLORS[col.COVARIATE],
         label=f"covariate set ({int(covariate.sum()):,})",
     )
     axes[1].legend(markerscale=4, fontsize=8)
@@ -157,5 +175,124 @@ def scaling_guard(raw: np.ndarray, train_mask: np.ndarray, names: list[str]) -> 
     ax.set_xscale("log")
     ax.set_xlabel("largest |standardised value| over all rows")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(history: pd.DataFrame, metric: str = "loss", log: bool = True) -> plt.Figure:
+    """Per-set loss against epoch, with the warm-up phase shaded for CAL runs."""
+    fig, ax = plt.subplots(figsize=(8, 4.4))
+    sets = [c.split("/")[0] for c in history.columns if c.endswith(f"/{metric}")]
+    for name in sets:
+        if name.startswith("Rsplt") and name != "Rsplt1":
+            continue
+        label = "random splits (mean)" if name == "Rsplt1" else col.SET_LABELS.get(name, name)
+        values = (
+            history["val_loss"]
+            if name == "Rsplt1" and metric == "loss"
+            else history[f"{name}/{metric}"]
+        )
+        color = SET_COLORS.get(name, SET_COLORS["validation"] if name == "Rsplt1" else None)
+        ax.plot(np.arange(len(values)), values, label=label, color=color, lw=1.4)
+    if "phase" in history and (history["phase"] == 0).any() and (history["phase"] == 1).any():
+        warm = int((history["phase"] == 0).sum())
+        ax.axvspan(-0.5, warm - 0.5, color="#eeeeee", zorder=0, label="warm-up")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("smooth-L1 loss (eV/atom)" if metric == "loss" else "MAE (eV/atom)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def cal_diagnostics(history: pd.DataFrame) -> plt.Figure:
+    """Cost weights w (min / median / max, frozen count) and mean perturbation per epoch."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = np.arange(len(history))
+    for key, style in (("w_min", ":"), ("w_median", "-"), ("w_max", "--")):
+        axes[0].plot(epochs, history[key], style, color="#1f77b4", label=key)
+    axes[0].set_yscale("symlog", linthresh=1)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_ylabel("cost weight w")
+    twin = axes[0].twinx()
+    twin.plot(epochs, history["w_frozen"], color="#d62728", lw=1, label="frozen")
+    twin.set_ylabel("features frozen", color="#d62728")
+    axes[0].legend(fontsize=7, loc="center left")
+    axes[1].plot(epochs, history["perturbation"], color="#2ca02c")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylabel(r"mean $|x_A - x|$ (standardised units)")
+    fig.tight_layout()
+    return fig
+
+
+def predicted_vs_actual(
+    panels: dict[str, tuple[np.ndarray, np.ndarray]], title: str = ""
+) -> plt.Figure:
+    """Parity plots, one panel per model: ``name -> (y_true, y_pred)``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.8), squeeze=False)
+    everything = np.concatenate([np.concatenate(p) for p in panels.values()])
+    lo, hi = np.nanmin(everything), np.nanmax(everything)
+    for ax, (name, (y_true, y_pred)) in zip(axes[0], panels.items(), strict=True):
+        y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+        mae = np.mean(np.abs(y_true - y_pred))
+        ax.scatter(y_true, y_pred, s=8, alpha=0.6, lw=0, color="#9467bd")
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_title(f"{name}\nMAE {mae:.3f} eV/atom, n = {len(y_true)}", fontsize=9)
+        ax.set_xlabel(r"actual $\Delta E_f$ (eV/atom)")
+    axes[0][0].set_ylabel(r"predicted $\Delta E_f$ (eV/atom)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def grouped_bars(
+    table: pd.DataFrame, errors: pd.DataFrame | None = None, ylabel: str = "", log: bool = False
+) -> plt.Figure:
+    """Bars of ``table`` (rows = groups on the x axis, columns = series), optional error bars."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(table)), 3.8))
+    n_series = table.shape[1]
+    width = 0.8 / n_series
+    x = np.arange(len(table))
+    palette = sns.color_palette("tab10", n_series)
+    for i, name in enumerate(table.columns):
+        err = None if errors is None or name not in errors else errors[name].to_numpy()
+        ax.bar(
+            x + (i - (n_series - 1) / 2) * width,
+            table[name].to_numpy(),
+            width,
+            yerr=err,
+            label=name,
+            color=palette[i],
+            capsize=2,
+        )
+    ax.set_xticks(x)
+    ax.set_xticklabels(table.index, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def radar(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Radar chart: one polygon per row of ``table``; columns are the axes (lower is better)."""
+    labels = list(table.columns)
+    angles = np.linspace(0, 2 * np.pi, len(labels), endpoint=False).tolist()
+    fig, ax = plt.subplots(figsize=(5.6, 5.6), subplot_kw={"polar": True})
+    palette = sns.color_palette("tab10", len(table))
+    for color, (name, row) in zip(palette, table.iterrows(), strict=True):
+        values = row.to_numpy(dtype=float).tolist()
+        ax.plot(angles + angles[:1], values + values[:1], color=color, lw=1.5, label=name)
+        ax.fill(angles + angles[:1], values + values[:1], color=color, alpha=0.08)
+    ax.set_xticks(angles)
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.35, 1.1))
     fig.tight_layout()
     return fig

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,8 +81,15 @@ class SplitConfig:
                 f"covariate_embedding must be 'umap' or 'tsne', got {self.covariate_embedding!r}"
             )
         if self.gap_prior_tail not in ("upper", "lower"):
-            raise ValueError(f"gap_prior_tail must be 'upper' or 'lower', got {self.gap_prior_tail!r}")
-        for name in ("covariate_fraction", "prior_fraction", "gap_prior_fraction", "random_fraction"):
+            raise ValueError(
+                f"gap_prior_tail must be 'upper' or 'lower', got {self.gap_prior_tail!r}"
+            )
+        for name in (
+            "covariate_fraction",
+            "prior_fraction",
+            "gap_prior_fraction",
+            "random_fraction",
+        ):
             value = getattr(self, name)
             if not 0 < value < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")
@@ -149,7 +157,10 @@ def embed_2d(
             random_state=seed,
             target_metric="l2" if target is not None else "categorical",
         )
-        embedding = reducer.fit_transform(features, y=target)
+        with warnings.catch_warnings():
+            # A seeded UMAP runs on one thread and says so on every call.
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            embedding = reducer.fit_transform(features, y=target)
     elif method == "tsne":
         from sklearn.manifold import TSNE
 
@@ -217,7 +228,9 @@ def build_sets(
     if len(frame) != len(features):
         raise ValueError(f"frame has {len(frame)} rows but features have {len(features)}")
     if col.DELTA_E not in frame:
-        raise KeyError(f"the OOD sets need a {col.DELTA_E!r} column; frame has {list(frame.columns)}")
+        raise KeyError(
+            f"the OOD sets need a {col.DELTA_E!r} column; frame has {list(frame.columns)}"
+        )
     n_rows = len(frame)
     flags: dict[str, np.ndarray] = {}
 

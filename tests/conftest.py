@@ -12,10 +12,17 @@ import pytest
 from calkit import columns as col
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test writes derived artefacts into its own cache, never the developer's."""
-    monkeypatch.setenv("CALKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+def _isolated_cache(_session_cache, monkeypatch):
+    """Tests write derived artefacts (features, embeddings, sets) into one cache per test
+    session, never the developer's; sharing it within the session keeps the real-data tests
+    from re-running the same UMAP."""
+    monkeypatch.setenv("CALKIT_CACHE", str(_session_cache))
 
 
 @pytest.fixture

@@ -68,7 +68,9 @@ def test_corrupted_file_is_an_error_not_silent_use(tmp_path, monkeypatch):
     with gzip.open(target, "wt") as handle:
         handle.write("task_id,composition,formation_energy_per_atom\nmp-1,NaCl,-2.0\n")
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path))
-    with pytest.raises(data.DataFileError, match="matches neither the upstream file nor the known mirror"):
+    with pytest.raises(
+        data.DataFileError, match="matches neither the upstream file nor the known mirror"
+    ):
         data.fetch("mp-formation")
 
 
@@ -101,7 +103,9 @@ def test_mp2019_size_schema_and_sodium_nitride(real_data):
     assert frame.columns.tolist() == [*SCHEMA, col.DELTA_E, col.BAND_GAP]
     assert frame[col.ID].is_unique and frame[col.FORMULA].is_unique
     assert frame[[col.DELTA_E, col.BAND_GAP]].notna().all().all()
-    assert frame.loc[frame[col.ID] == "mp-1080032", col.FORMULA].item() == "NaN"  # a string, not a missing value
+    assert (
+        frame.loc[frame[col.ID] == "mp-1080032", col.FORMULA].item() == "NaN"
+    )  # a string, not a missing value
     assert frame[col.DELTA_E].quantile(0.1) == pytest.approx(-2.91, abs=0.01)
 
 

@@ -56,7 +56,10 @@ def test_scaler_guard_bounds_near_constant_training_feature():
     assert abs(guarded[0, 1]) == pytest.approx(10.0)
     # Ordinary rows are untouched by the guard.
     inner = features.FeatureScaler(clip=10.0).fit(train)
-    assert np.allclose(inner.transform(train[:5]), features.FeatureScaler(clip=None).fit(train).transform(train[:5]))
+    assert np.allclose(
+        inner.transform(train[:5]),
+        features.FeatureScaler(clip=None).fit(train).transform(train[:5]),
+    )
 
 
 def test_scaler_constant_and_missing_values():

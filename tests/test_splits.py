@@ -18,14 +18,16 @@ def test_kernel_density_ranks_outliers_lowest():
     points = _blobs()
     density = splits.kernel_density_2d(points)
     sparse = splits.lowest_fraction(density, 0.05)
-    assert sparse[: 100].mean() > 0.5  # most of the far cluster is picked
+    assert sparse[:100].mean() > 0.5  # most of the far cluster is picked
     assert sparse[100:].mean() < 0.05
 
 
 def test_build_sets_flags_sizes_and_training_rule(small_frame):
     feats = np.random.default_rng(1).normal(size=(len(small_frame), 5))
     emb = _blobs(len(small_frame))
-    sets = splits.build_sets(small_frame, feats, splits.SplitConfig(seed=3), relation_ids={"x-1", "x-2"}, embedding=emb)
+    sets = splits.build_sets(
+        small_frame, feats, splits.SplitConfig(seed=3), relation_ids={"x-1", "x-2"}, embedding=emb
+    )
     n = len(small_frame)
     assert sets[col.COVARIATE].sum() == round(0.15 * n)
     assert sets[col.PRIOR].sum() == round(0.10 * n)
@@ -72,14 +74,18 @@ def test_distance_to_training_detects_a_shifted_set(small_frame):
 
 
 def test_size_table_has_paper_column(small_frame):
-    sets = splits.build_sets(small_frame, np.zeros((len(small_frame), 2)), embedding=_blobs(len(small_frame)))
+    sets = splits.build_sets(
+        small_frame, np.zeros((len(small_frame), 2)), embedding=_blobs(len(small_frame))
+    )
     table = splits.size_table(sets)
     assert table.loc[col.PRIOR, "paper n"] == 8_381
     assert table.loc[col.TRAIN, "n"] == sets[col.TRAIN].sum()
 
 
 def test_save_sets_writes_flags_and_parameters(tmp_path, small_frame):
-    sets = splits.build_sets(small_frame, np.zeros((len(small_frame), 2)), embedding=_blobs(len(small_frame)))
+    sets = splits.build_sets(
+        small_frame, np.zeros((len(small_frame), 2)), embedding=_blobs(len(small_frame))
+    )
     path = tmp_path / "sets.csv.gz"
     splits.save_sets(sets, splits.SplitConfig(), path)
     assert path.is_file() and path.with_suffix(".json").is_file()

@@ -73,8 +73,17 @@ def build_html(src: Path, html: Path) -> None:
     if html.exists():
         shutil.rmtree(html)
     subprocess.run(
-        [str(bin_dir / "sphinx-build"), "-W", "-n", "--keep-going", "-q", "-b", "html",
-         str(src), str(html)],
+        [
+            str(bin_dir / "sphinx-build"),
+            "-W",
+            "-n",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(src),
+            str(html),
+        ],
         check=True,
     )
 
@@ -93,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     # Hermetic runs: matplotlib and Jupyter write their state inside the build folder.
     os.environ.setdefault("MPLCONFIGDIR", str(out / ".mpl"))
     os.environ.setdefault("JUPYTER_RUNTIME_DIR", str(out / ".jupyter-runtime"))
-    os.environ.setdefault("TQDM_MININTERVAL", "5")
+    # Progress bars are for people at a terminal; in the rendered book they are noise.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     src = out / "src"
     start = time.perf_counter()
     stage_sources(src)
@@ -103,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         build_html(src, out / "html")
         print(f"[book] HTML in {out / 'html' / 'index.html'}")
     total = time.perf_counter() - start
-    print("[book] " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"; total {total:.0f} s")
+    print(
+        "[book] "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+        + f"; total {total:.0f} s"
+    )
     return 0
 
 

@@ -1,0 +1,222 @@
+"""Result tables: run records aggregated over seeds, beside the paper's reported numbers.
+
+The paper reports smooth-L1 ("loss", eV/atom) of the EMA model; these tables do the same by
+default and can show MAE. A difference is marked "within noise" when it is smaller than two
+standard errors of the difference of the seed means (Welch-style, from the seed spread).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from calkit import columns as col
+from calkit.experiments import metrics_frame
+
+VALIDATION = "validation"
+"""Pseudo-set name: the mean of the five random splits (the paper's "validation")."""
+
+# Section 6 of the reconstruction notes: smooth-L1 on delta_e, EMA model.
+PAPER_BASE = pd.DataFrame(
+    {
+        "baseline": {
+            col.TRAIN: 0.0011,
+            col.COVARIATE: 0.0841,
+            col.PRIOR: 0.1602,
+            col.RELATION: 0.0840,
+            VALIDATION: 0.0830,
+            col.HIGH_GAP: 0.1400,
+        },
+        "cal": {
+            col.TRAIN: 0.0061,
+            col.COVARIATE: 0.0856,
+            col.PRIOR: 0.1564,
+            col.RELATION: 0.0781,
+            VALIDATION: 0.0851,
+            col.HIGH_GAP: 0.1388,
+        },
+    }
+)
+
+PAPER_TARGETED = pd.DataFrame(
+    [
+        {"target_set": col.COVARIATE, "n_target": None, "finetune": 0.0738, "targeted": 0.0647},
+        {"target_set": col.PRIOR, "n_target": 1024, "finetune": 0.0154, "targeted": 0.0096},
+        {"target_set": col.RELATION, "n_target": 256, "finetune": 0.1176, "targeted": 0.0336},
+        {"target_set": col.RELATION, "n_target": 128, "finetune": 0.1042, "targeted": 0.0584},
+    ]
+)
+
+ABLATION_SETS = (col.TRAIN, VALIDATION, col.COVARIATE, col.PRIOR, col.RELATION)
+PAPER_ABLATION = pd.DataFrame(
+    {
+        "cal": (0.0061, 0.0851, 0.0856, 0.1564, 0.0781),
+        "pg_first": (0.0296, 0.1206, 0.1230, 0.3609, 0.1111),
+        "pg_last": (0.0071, 0.0880, 0.0907, 0.1919, 0.0826),
+        "aa": (0.0487, 0.1299, 0.1226, 0.2548, 0.1027),
+        "ps": (0.0204, 0.0903, 0.1030, 0.1729, 0.0839),
+        "irnet3": (0.0059, 0.0837, 0.0832, 0.1676, 0.0822),
+    },
+    index=list(ABLATION_SETS),
+).T
+
+METHOD_LABELS = {
+    "baseline": "IR-net",
+    "cal": "CAL",
+    "targeted": "targeted CAL",
+    "finetune": "fine-tune",
+    "pg_first": "PG 1st",
+    "pg_last": "PG Last",
+    "aa": "AA",
+    "ps": "PS",
+    "irnet3": "IRnet-3",
+}
+
+
+def with_validation(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add one ``validation`` row per run: the mean of its random-split rows."""
+    rsplt = frame[frame["set"].isin(col.RANDOM_SPLITS)]
+    if rsplt.empty:
+        return frame
+    keys = ["run_id", "method", "seed", "target_set", "n_target"]
+    mean = rsplt.groupby(keys, dropna=False).mean(numeric_only=True).reset_index()
+    mean["set"] = VALIDATION
+    return pd.concat([frame, mean[frame.columns]], ignore_index=True)
+
+
+def seed_summary(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
+    """Mean, std and count over seeds of one metric, per method / target / set."""
+    frame = with_validation(metrics_frame(records, which))
+    if frame.empty:
+        return pd.DataFrame(columns=["method", "target_set", "n_target", "set", "mean", "std", "n"])
+    frame["target_set"] = frame["target_set"].fillna("")
+    grouped = frame.groupby(["method", "target_set", "n_target", "set"])[metric]
+    out = grouped.agg(["mean", "std", "count"]).rename(columns={"count": "n"}).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def _difference(a_mean, a_std, a_n, b_mean, b_std, b_n) -> tuple[float, bool]:
+    """Relative change of b over a and whether it is within two standard errors."""
+    se = np.sqrt(a_std**2 / max(a_n, 1) + b_std**2 / max(b_n, 1))
+    within = bool(abs(b_mean - a_mean) <= 2 * se) if (a_n > 1 and b_n > 1) else False
+    return (b_mean - a_mean) / a_mean, within
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+
+
+def base_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
+    """The paper's "base CAL vs plain IR-net" table with ours beside it."""
+    summary = seed_summary(records, which, metric)
+    rows = []
+    for set_name in PAPER_BASE.index:
+        row = {"set": col.SET_LABELS.get(set_name, set_name)}
+        stats = {}
+        for method in ("baseline", "cal"):
+            hit = summary[(summary["method"] == method) & (summary["set"] == set_name)]
+            stats[method] = hit.iloc[0] if len(hit) else None
+            label = METHOD_LABELS[method]
+            row[f"{label} (ours)"] = _fmt(*hit.iloc[0][["mean", "std", "n"]]) if len(hit) else "-"
+            if metric == "loss":
+                row[f"{label} (paper)"] = PAPER_BASE.loc[set_name, method]
+        if stats["baseline"] is not None and stats["cal"] is not None:
+            a, b = stats["baseline"], stats["cal"]
+            change, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
+            row["CAL vs IR-net (ours)"] = f"{change:+.1%}" + (" (within noise)" if within else "")
+        if metric == "loss":
+            paper = PAPER_BASE.loc[set_name]
+            row["CAL vs IR-net (paper)"] = (
+                f"{(paper['cal'] - paper['baseline']) / paper['baseline']:+.1%}"
+            )
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("set")
+
+
+def targeted_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
+    """Targeted CAL vs fine-tuning, each evaluated on the target set minus its N rows."""
+    summary = seed_summary(records, which, metric)
+    present = summary[summary["method"].isin(["targeted", "finetune"])]
+    rows = []
+    for (target, n_target), _ in present.groupby(["target_set", "n_target"]):
+        pick = summary[
+            (summary["target_set"] == target)
+            & (summary["n_target"] == n_target)
+            & (summary["set"] == target)
+        ]
+        stats = {m: pick[pick["method"] == m] for m in ("finetune", "targeted")}
+        base = summary[(summary["method"] == "baseline") & (summary["set"] == target)]
+        row = {"target": col.SET_LABELS.get(target, target), "N": int(n_target)}
+        row["IR-net, no tuning (ours)"] = (
+            _fmt(*base.iloc[0][["mean", "std", "n"]]) if len(base) else "-"
+        )
+        for m in ("finetune", "targeted"):
+            row[f"{METHOD_LABELS[m]} (ours)"] = (
+                _fmt(*stats[m].iloc[0][["mean", "std", "n"]]) if len(stats[m]) else "-"
+            )
+        if len(stats["finetune"]) and len(stats["targeted"]):
+            a, b = stats["finetune"].iloc[0], stats["targeted"].iloc[0]
+            change, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
+            row["improvement (ours)"] = f"{-change:+.1%}" + (" (within noise)" if within else "")
+        paper = PAPER_TARGETED[
+            (PAPER_TARGETED["target_set"] == target)
+            & ((PAPER_TARGETED["n_target"] == n_target) | PAPER_TARGETED["n_target"].isna())
+        ]
+        if metric == "loss" and len(paper):
+            p = paper.iloc[0]
+            row["fine-tune (paper)"] = p["finetune"]
+            row["targeted CAL (paper)"] = p["targeted"]
+            row["improvement (paper)"] = f"{(p['finetune'] - p['targeted']) / p['finetune']:+.1%}"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["target", "N"]) if rows else pd.DataFrame()
+
+
+def ablation_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
+    """Ablation rows (mean ± std over seeds) with the paper's value under each."""
+    summary = seed_summary(records, which, metric)
+    rows = []
+    for method in PAPER_ABLATION.index:
+        ours = {"method": METHOD_LABELS[method], "source": "ours"}
+        for set_name in ABLATION_SETS:
+            hit = summary[
+                (summary["method"] == method)
+                & (summary["set"] == set_name)
+                & (summary["target_set"] == "")
+            ]
+            ours[col.SET_LABELS.get(set_name, set_name)] = (
+                _fmt(*hit.iloc[0][["mean", "std", "n"]]) if len(hit) else "-"
+            )
+        rows.append(ours)
+        if metric == "loss":
+            paper = {"method": METHOD_LABELS[method], "source": "paper"}
+            for set_name in ABLATION_SETS:
+                paper[col.SET_LABELS.get(set_name, set_name)] = (
+                    f"{PAPER_ABLATION.loc[method, set_name]:.4f}"
+                )
+            rows.append(paper)
+    return pd.DataFrame(rows).set_index(["method", "source"])
+
+
+def run_overview(records: list[dict]) -> pd.DataFrame:
+    """One row per run: what it was, where model selection landed, and what it cost."""
+    rows = []
+    for rec in records:
+        cfg = rec["config"]
+        rows.append(
+            {
+                "run_id": rec["run_id"],
+                "method": cfg["method"],
+                "seed": cfg["seed"],
+                "target": cfg.get("target_set") or "",
+                "N": cfg.get("n_target", 0),
+                "best epoch": rec.get("best_epoch"),
+                "epochs run": rec.get("epochs_run"),
+                "selected in warm-up": rec.get("selected_in_warmup"),
+                "diverged": rec.get("diverged"),
+                "w frozen": rec.get("w_frozen"),
+                "wall s": rec.get("wall_seconds"),
+                "commit": (rec.get("git_commit") or "")[:8],
+            }
+        )
+    return pd.DataFrame(rows)
