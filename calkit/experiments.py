@@ -349,6 +349,11 @@ def training_config(config: RunConfig):
             )
         return TrainConfig(**merged)
     ablation = ABLATIONS.get(config.method, {})
+    if config.method == "targeted":
+        # Targeting trades in-distribution accuracy for the target set, so the random-split
+        # rule tends to keep a warm-up epoch and discard the targeting; the final state is
+        # used instead (the N target rows are never evaluated, so nothing is tuned on them).
+        fields["selection"] = "last"
     merged = {**dict(prof.cal_overrides), **ablation, **fields, **dict(config.overrides)}
     return cal_config(prof.cal_preset, **merged)
 

@@ -19,12 +19,12 @@ import os
 import tempfile
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm import tqdm
 
 from calkit.data import cache_dir
@@ -149,8 +149,7 @@ def count_failed_rows(features: pd.DataFrame) -> int:
     return int(features.isna().any(axis=1).sum())
 
 
-@dataclass
-class FeatureScaler:
+class FeatureScaler(TransformerMixin, BaseEstimator):
     """Standardise features with a guard against near-constant training columns.
 
     In the training rows of the paper's sets some Magpie features are almost constant
@@ -159,20 +158,21 @@ class FeatureScaler:
     near 1e4. The guard is a clip: standardised values are limited to ``[-clip, clip]``.
     Clipping keeps all 145 features and every row, and leaves ordinary rows untouched
     (it only bites beyond ``clip`` standard deviations). Missing values become 0, the
-    training mean.
+    training mean. It is a scikit-learn transformer, so it can lead a ``Pipeline``.
+
+    Args:
+        clip: Bound on absolute standardised values; ``None`` disables the guard.
 
     Attributes:
-        clip: Bound on absolute standardised values; ``None`` disables the guard.
         mean_: Per-feature mean of the fitted rows.
         scale_: Per-feature standard deviation of the fitted rows (1 where it is 0).
     """
 
-    clip: float | None = 10.0
-    mean_: np.ndarray | None = None
-    scale_: np.ndarray | None = None
+    def __init__(self, clip: float | None = 10.0) -> None:
+        self.clip = clip
 
-    def fit(self, values: np.ndarray) -> FeatureScaler:
-        """Fit mean and scale on ``values`` (rows x features), ignoring NaN."""
+    def fit(self, values: np.ndarray, y: np.ndarray | None = None) -> FeatureScaler:
+        """Fit mean and scale on ``values`` (rows x features), ignoring NaN; ``y`` is unused."""
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or len(values) < 2:
             raise ValueError(f"need a 2-D array with at least 2 rows, got shape {values.shape}")
@@ -184,17 +184,13 @@ class FeatureScaler:
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """Standardise, fill missing values with 0 and clip; returns float32."""
-        if self.mean_ is None or self.scale_ is None:
+        if not hasattr(self, "scale_"):
             raise RuntimeError("FeatureScaler is not fitted: call fit() first")
         scaled = (np.asarray(values, dtype=np.float64) - self.mean_) / self.scale_
         scaled = np.nan_to_num(scaled, nan=0.0, posinf=np.inf, neginf=-np.inf)
         if self.clip is not None:
             scaled = np.clip(scaled, -self.clip, self.clip)
         return scaled.astype(np.float32)
-
-    def fit_transform(self, values: np.ndarray) -> np.ndarray:
-        """Fit on ``values`` and return them transformed."""
-        return self.fit(values).transform(values)
 
 
 def scale_features(

@@ -55,7 +55,7 @@ class SplitConfig:
         high_gap_quantile: Band gaps above this quantile form the high-gap set.
         gap_prior_fraction: Share of the band-gap prior-shift tail.
         gap_prior_tail: ``"upper"`` or ``"lower"``; the paper does not say. The lower tail is
-            ill-defined on MP data (over half the band gaps are exactly 0), so ``"upper"``
+            ill-defined on MP data (48 % of the band gaps are exactly 0), so ``"upper"``
             is the default.
         n_random_splits: Number of random validation splits.
         random_fraction: Size of each random split, as a share of all rows.

@@ -1,0 +1,109 @@
+"""Seeding, device selection and set-mask helpers shared by the training modules."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from calkit.columns import RANDOM_SPLITS, TRAIN
+
+SetMasks = Mapping[str, np.ndarray] | pd.DataFrame
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch, and return a dedicated CPU generator.
+
+    A dedicated generator (rather than the global one) drives shuffling so that
+    adding an unrelated random call elsewhere cannot change the batch order.
+
+    Args:
+        seed: Any integer.
+
+    Returns:
+        A ``torch.Generator`` seeded with ``seed``.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """Resolve ``"auto"`` to CUDA when present, else CPU.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``.
+
+    Returns:
+        The ``torch.device`` to use.
+
+    Raises:
+        ValueError: If CUDA is requested but not available.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} requested but CUDA is not available; use device='auto' or 'cpu'."
+        )
+    return dev
+
+
+def as_mask_dict(sets: SetMasks, n_rows: int) -> dict[str, np.ndarray]:
+    """Convert a dict or DataFrame of boolean set flags into a dict of bool arrays.
+
+    Args:
+        sets: Mapping of set name to boolean mask (length ``n_rows``), or a DataFrame
+            whose columns are such masks (non-boolean columns are ignored).
+        n_rows: Number of rows of the feature matrix the masks index.
+
+    Returns:
+        ``{name: np.ndarray[bool]}`` in the input's order.
+
+    Raises:
+        ValueError: If a mask has the wrong length or the training set is missing.
+    """
+    if isinstance(sets, pd.DataFrame):
+        items = [(str(c), sets[c].to_numpy()) for c in sets.columns if sets[c].dtype == bool]
+    else:
+        items = [(str(k), np.asarray(v)) for k, v in sets.items()]
+    out: dict[str, np.ndarray] = {}
+    for name, mask in items:
+        if mask.dtype != bool:
+            raise ValueError(
+                f"set {name!r} must be a boolean mask, got dtype {mask.dtype}; "
+                "convert with mask.astype(bool) or pass row flags, not indices."
+            )
+        if mask.shape != (n_rows,):
+            raise ValueError(
+                f"set {name!r} has shape {mask.shape} but X has {n_rows} rows; "
+                "masks must flag every row of X."
+            )
+        out[name] = mask
+    if TRAIN not in out or not out[TRAIN].any():
+        raise ValueError(f"sets must contain a non-empty {TRAIN!r} mask; got {list(out)}.")
+    return out
+
+
+def validation_names(sets: Mapping[str, np.ndarray]) -> list[str]:
+    """Return the random validation splits present (``Rsplt1``..``Rsplt5``).
+
+    Raises:
+        ValueError: If none is present, since model selection needs them.
+    """
+    names = [s for s in RANDOM_SPLITS if s in sets and sets[s].any()]
+    if not names:
+        raise ValueError(
+            f"no random validation split found; sets must contain at least one of "
+            f"{', '.join(RANDOM_SPLITS)} (model selection uses their mean loss)."
+        )
+    return names

@@ -1,0 +1,363 @@
+"""SAL gradient checks, the CAL schedule, targeting, fine-tuning, the NaN guard."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from calkit.cal import (
+    CAL_PRESETS,
+    SALState,
+    attack,
+    attack_gradient,
+    attack_objective,
+    cal_config,
+    environment_risk,
+    fine_tune,
+    fit_cal,
+    hyper_parameter_index,
+    hypergradient_vjp,
+    select_target,
+)
+from calkit.models import IRNet
+from calkit.training import TrainConfig, loss_functions, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from 2 threads, and 2 OpenMP threads next to another busy
+    process can be 10-40x slower (barrier spinning); restore the setting afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny_model(d: int = 4, dtype=torch.float64) -> nn.Module:
+    torch.manual_seed(0)
+    # Smooth activations are not needed: FD steps stay inside ReLU's linear pieces.
+    return IRNet(d, (5, 3), norm="layer", dropout=0.0).to(dtype)
+
+
+def fd_grad(f, x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    g = torch.zeros_like(x)
+    flat = x.view(-1)
+    for i in range(flat.numel()):
+        old = flat[i].item()
+        flat[i] = old + eps
+        fp = f(x)
+        flat[i] = old - eps
+        fm = f(x)
+        flat[i] = old
+        g.view(-1)[i] = (fp - fm) / (2 * eps)
+    return g
+
+
+def _batch(n=6, d=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    y = torch.randn(n, generator=gen, dtype=torch.float64)
+    return x, y
+
+
+def test_attack_gradient_matches_finite_differences():
+    model = tiny_model().eval()
+    x, y = _batch()
+    x_a = x + 0.1 * torch.randn_like(x)
+    w = torch.tensor([100.0, 3.0, 0.5, 7.0], dtype=torch.float64)
+    loss_fn, _ = loss_functions("smooth_l1")
+    analytic = attack_gradient(model, x_a, x, y, w, 0.3, loss_fn)
+    numeric = fd_grad(lambda z: float(attack_objective(model, z, x, y, w, 0.3, loss_fn).detach()),
+                      x_a.clone())
+    torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_attack_increases_objective_and_restarts_from_clean_batch():
+    model = tiny_model().eval()
+    x, y = _batch()
+    w = torch.full((4,), 100.0, dtype=torch.float64)
+    loss_fn, _ = loss_functions("smooth_l1")
+    x_a = attack(model, x, y, w, 0.01, steps=10, lr=1e-2, loss_fn=loss_fn)
+    assert float(attack_objective(model, x_a, x, y, w, 0.01, loss_fn).detach()) > \
+        float(attack_objective(model, x, x, y, w, 0.01, loss_fn).detach())
+    # Adam moves each coordinate by at most about lr per step.
+    assert float((x_a - x).abs().max()) <= 10 * 1e-2 * 1.01
+    x_b = attack(model, x, y, w, 0.01, steps=10, lr=1e-2, loss_fn=loss_fn)
+    torch.testing.assert_close(x_a, x_b)
+
+
+@pytest.mark.parametrize("grad_layers", ["all", "first", "last"])
+def test_hypergradient_vjp_matches_finite_differences(grad_layers):
+    model = tiny_model().train()
+    params = list(model.parameters())
+    idx = hyper_parameter_index(model, params, grad_layers)
+    assert 0 < len(idx) <= len(params)
+    x, y = _batch()
+    loss_fn, _ = loss_functions("smooth_l1")
+    gen = torch.Generator().manual_seed(1)
+    g = [torch.randn(params[i].shape, generator=gen, dtype=torch.float64) for i in idx]
+    x_a = x + 0.05 * torch.randn_like(x)
+    h, grads, _ = hypergradient_vjp(model, params, idx, x_a, y, g, loss_fn)
+
+    def inner(z):
+        loss = loss_fn(model(z), y)
+        gr = torch.autograd.grad(loss, [params[i] for i in idx])
+        return float(sum((a * b).sum() for a, b in zip(gr, g, strict=True)))
+
+    numeric = fd_grad(inner, x_a.clone())
+    torch.testing.assert_close(h, numeric, rtol=1e-4, atol=1e-7)
+    assert len(grads) == len(params)
+
+
+def test_w_hypergradient_chain_rule_matches_unrolled_finite_difference():
+    """dR/dw through one theta step and a w-dependent x_A equals our assembly."""
+    model = tiny_model().train()
+    params = list(model.parameters())
+    idx = list(range(len(params)))
+    x, y = _batch()
+    loss_fn, loss_none = loss_functions("smooth_l1")
+    gamma, eta_a, eta_t = 0.5, 0.1, 0.05
+    x_a0 = x + 0.1 * torch.randn_like(x)
+    w0 = torch.tensor([2.0, 1.0, 3.0, 0.5], dtype=torch.float64)
+    perm = torch.arange(len(x))
+    theta0 = [p.detach().clone() for p in params]
+
+    def x_a_of(w):  # linear model of x_A(w) whose derivative is the paper's approximation
+        return x_a0 - 2 * gamma * eta_a * (w - w0) * (x_a0 - x)
+
+    def risk_after_step(w):
+        with torch.no_grad():
+            for p, t in zip(params, theta0, strict=True):
+                p.copy_(t)
+        gr = torch.autograd.grad(loss_fn(model(x_a_of(w)), y), params)
+        with torch.no_grad():
+            for p, gg in zip(params, gr, strict=True):
+                p.sub_(eta_t * gg)
+            r = float(environment_risk(loss_none(model(x), y), perm, 3, 0.5))
+        return r
+
+    numeric = fd_grad(risk_after_step, w0.clone(), eps=1e-6)
+    # Assembly: g = dR/dtheta at theta', h = VJP at theta0, dR/dw = 2 gamma eta_a eta_t sum h(x_A-x)
+    risk_after_step(w0)
+    g = torch.autograd.grad(environment_risk(loss_none(model(x), y), perm, 3, 0.5), params)
+    with torch.no_grad():
+        for p, t in zip(params, theta0, strict=True):
+            p.copy_(t)
+    h, _, _ = hypergradient_vjp(model, params, idx, x_a0, y, g, loss_fn)
+    analytic = 2 * gamma * eta_a * eta_t * (h * (x_a0 - x)).sum(0)
+    torch.testing.assert_close(analytic, numeric, rtol=1e-4, atol=1e-9)
+
+
+def test_weight_update_normalised_step_reset_and_freeze():
+    st = SALState.create(4, 100.0, torch.device("cpu"))
+    st.delta.copy_(torch.tensor([1.0, -0.5, 0.0, 0.25]))
+    st.apply_update(deltaall=20.0, eps=1e-12, reset=1.0)
+    torch.testing.assert_close(st.w, torch.tensor([80.0, 110.0, 100.0, 95.0]))
+    assert math.isclose(st.gamma, 1 / 80.0)
+    st.w[0] = 10.0
+    st.delta.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    st.apply_update(20.0, 1e-12, 1.0)
+    assert st.w[0] == 1.0 and bool(st.frozen[0]) and math.isclose(st.gamma, 1.0)
+    st.delta.copy_(torch.tensor([5.0, 1.0, 0.0, 0.0]))  # frozen weight must not move
+    st.apply_update(20.0, 1e-12, 1.0)
+    assert st.w[0] == 1.0 and math.isclose(float(st.w[1]), 90.0)
+    sal = SALState.create(2, 100.0, torch.device("cpu"))
+    sal.w[0] = 5.0
+    sal.delta.copy_(torch.tensor([1.0, 0.0]))
+    sal.apply_update(20.0, 1e-12, 0.0)  # original SAL: reset to 0; gamma ignores zeros
+    assert sal.w[0] == 0.0 and math.isclose(sal.gamma, 1 / 100.0)
+
+
+# ------------------------------------------------------------------ synthetic data
+def shifted_regression(seed: int, n: int = 3000, d: int = 8):
+    """y depends nonlinearly on 3 core features; feature 3 is a near-copy of y in training
+    (except a 10 % minority where it is noise) and pure noise in the OOD set."""
+    rng = np.random.default_rng(seed)
+
+    def draw(m, ood):
+        core = rng.normal(size=(m, 3))
+        y = np.sin(1.5 * core[:, 0]) + 0.5 * core[:, 1] * core[:, 2] + 0.05 * rng.normal(size=m)
+        s = y + 0.05 * rng.normal(size=m)
+        broken = np.ones(m, bool) if ood else rng.random(m) < 0.1
+        s[broken] = rng.normal(size=broken.sum()) * y.std()
+        return np.column_stack([core, s, rng.normal(size=(m, d - 4))]).astype(np.float32), \
+            y.astype(np.float32)
+
+    Xa, ya = draw(n, False)
+    Xb, yb = draw(n // 3, True)
+    X, y = np.vstack([Xa, Xb]), np.concatenate([ya, yb])
+    sets = {"train": np.zeros(len(X), bool)}
+    sets["train"][: int(0.7 * n)] = True
+    for i, ch in enumerate(np.array_split(np.arange(int(0.7 * n), n), 5)):
+        m = np.zeros(len(X), bool)
+        m[ch] = True
+        sets[f"Rsplt{i + 1}"] = m
+    sets["Xshift_umap"] = np.zeros(len(X), bool)
+    sets["Xshift_umap"][n:] = True
+    return X, y, sets
+
+
+def small_net(d=8, seed=0):
+    torch.manual_seed(seed)
+    return IRNet(d, (64, 32), norm="layer", dropout=0.0)
+
+
+def test_select_target_removes_rows_everywhere():
+    X, y, sets = shifted_regression(0, n=600)
+    idx, new = select_target(sets, "covariate", 50, seed=3141)
+    assert len(idx) == 50 and new["Xshift_umap_target"].sum() == 50
+    assert not (new["Xshift_umap"] & new["Xshift_umap_target"]).any()
+    assert new["Xshift_umap"].sum() == sets["Xshift_umap"].sum() - 50
+    idx2, _ = select_target(sets, "Xshift_umap", 50, seed=3141)
+    np.testing.assert_array_equal(idx, idx2)
+    with pytest.raises(ValueError, match="unknown set name"):
+        select_target(sets, "nope", 5)
+
+
+def test_presets_and_bad_names():
+    assert set(CAL_PRESETS) == {"paper", "paper_alt", "cpu"}
+    p = cal_config("paper")
+    assert (p.attack_epochs, p.theta_epochs, p.partial_fraction, p.w_init, p.deltaall) == \
+        (10, 3, 0.2, 100.0, 20.0)
+    assert cal_config("paper_alt").attack_lr == 5e-5
+    with pytest.raises(ValueError, match="valid: paper, paper_alt, cpu"):
+        cal_config("fast")
+    with pytest.raises(ValueError, match="unknown CALConfig field"):
+        cal_config("cpu", atack_lr=1.0)
+    with pytest.raises(ValueError, match="grad_layers"):
+        cal_config("cpu", grad_layers="middle").validate()
+
+
+def quick_cfg(**kw):
+    base = dict(epochs=30, pre_adv_epochs=8, lr=1e-3, schedule="cosine", patience=30,
+                ema_decay=0.9, ema_start_epoch=8, progress=False, seed=0)
+    base.update(kw)
+    return cal_config("cpu", **base)
+
+
+def test_cal_logs_diagnostics_and_is_deterministic():
+    X, y, sets = shifted_regression(0, n=900)
+    cfg = quick_cfg(epochs=6, pre_adv_epochs=2, dropout=0.3)
+    r1 = fit_cal(small_net(), X, y, sets, cfg)
+    r2 = fit_cal(small_net(), X, y, sets, cfg)
+    cols = ["w_min", "w_median", "w_max", "w_frozen", "gamma", "perturbation", "phase"]
+    assert all(c in r1.history for c in cols)
+    assert (r1.history["phase"] == [0, 0, 1, 1, 1, 1]).all()
+    assert r1.history["perturbation"].iloc[-1] > 0
+    assert r1.w_history.shape == (6, 8)
+    assert r1.history["w_min"].iloc[-1] < 100  # the weights moved
+    np.testing.assert_array_equal(r1.history.drop(columns="seconds").to_numpy(),
+                                  r2.history.drop(columns="seconds").to_numpy())
+
+
+@pytest.mark.parametrize("ablation", [dict(grad_layers="first"), dict(grad_layers="last"),
+                                      dict(adversarial_on_all=True), dict(sal=False),
+                                      dict(w_update="batch")])
+def test_ablations_run(ablation):
+    X, y, sets = shifted_regression(1, n=600)
+    r = fit_cal(small_net(), X, y, sets, quick_cfg(epochs=4, pre_adv_epochs=2, **ablation))
+    assert r.epochs_run == 4 and not r.diverged
+    if ablation.get("adversarial_on_all"):
+        assert r.history["n_adv_rows"].iloc[-1] == sets["train"].sum()
+    if ablation.get("sal") is False:
+        assert r.history["w_min"].iloc[-1] == 100 and r.history["perturbation"].iloc[-1] == 0
+
+
+def test_irnet3_batchnorm_and_eval_mode_quirk_run():
+    from calkit.models import build_model
+
+    X, y, sets = shifted_regression(3, n=600)
+    torch.manual_seed(0)
+    r = fit_cal(build_model("irnet3", 8), X, y, sets,
+                quick_cfg(epochs=4, pre_adv_epochs=2, research_eval_mode_quirk=True))
+    assert r.epochs_run == 4 and not r.diverged
+
+
+def test_nan_guard_restores_finite_state():
+    X, y, sets = shifted_regression(2, n=600)
+    # A huge theta learning rate blows the weights up during the adversarial phase.
+    r = fit_cal(small_net(), X, y, sets, quick_cfg(epochs=10, pre_adv_epochs=2, theta_lr=1e12,
+                                                   attack_lr=1e6))
+    assert r.diverged and r.diverged_epoch is not None and r.diverged_epoch >= 2
+    for m in (r.model, r.ema_model):
+        assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert np.isfinite(r.best_val_loss)
+
+
+def test_nan_guard_poisoned_targets_in_plain_training():
+    X, y, sets = shifted_regression(2, n=600)
+    model = small_net()
+    r = train(model, X, y, sets, TrainConfig(epochs=3, progress=False, lr=1e30))
+    assert r.diverged
+    assert all(torch.isfinite(p).all() for p in r.model.parameters())
+
+
+@functools.cache
+def converged_plain(seed: int):
+    """Plain training run to convergence (300 epochs; the OOD loss keeps falling until
+    about then: 0.34 after 30 epochs, 0.06 after 120, 0.03-0.04 after 300)."""
+    X, y, sets = shifted_regression(seed)
+    res = train(small_net(seed=seed), X, y, sets,
+                TrainConfig(epochs=300, patience=300, progress=False, seed=seed,
+                            ema_decay=0.9, ema_start_epoch=8))
+    return X, y, sets, res
+
+
+def converged_cal_cfg(seed: int, **kw):
+    return quick_cfg(seed=seed, epochs=300, pre_adv_epochs=100, patience=300,
+                     ema_start_epoch=100, **kw)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_targeted_cal_beats_converged_plain_on_shifted_set(seed):
+    """Targeted CAL (256 OOD rows as the adversarial source) vs plain training, both run
+    to convergence with the same model, LR and schedule.
+
+    Requires a 20 % lower OOD smooth-L1 (measured on seeds 0/1/2: 44 %, 31 %, 38 %).
+    The final state is used (``selection="last"``): with the paper's rule (mean
+    random-split loss) seed 0 selects the last warm-up epoch, because learning the
+    target costs in-distribution accuracy, and the gain is discarded. Traditional
+    fine-tuning on the same 256 rows reaches about the same OOD loss (0.022 / 0.024 /
+    0.022 vs targeted CAL 0.022 / 0.021 / 0.020).
+    """
+    X, y, sets, plain = converged_plain(seed)
+    cal = fit_cal(small_net(seed=seed), X, y, sets, converged_cal_cfg(seed, selection="last"),
+                  target_set="covariate", n_target=256)
+    lp = plain.evaluate(X, y, cal.sets, use_ema=False).loc["Xshift_umap", "loss"]
+    lc = cal.evaluate(X, y, use_ema=False).loc["Xshift_umap", "loss"]
+    assert 1 - lc / lp > 0.20, (lc, lp)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "finding, not a bug: untargeted CAL as specified does not beat converged plain "
+    "training on the spurious-feature task (OOD smooth-L1 0.046/0.044/0.039 vs plain "
+    "0.038/0.029/0.032 on seeds 0/1/2; partial sampling alone 0.044/0.037/0.043). It "
+    "does beat plain at an equal 30-epoch budget (0.36/0.21/0.19 vs 0.34/0.35/0.38), but "
+    "only because plain is far from converged there. If this starts passing, update the "
+    "book's discussion."))
+def test_untargeted_cal_beats_converged_plain():
+    X, y, sets, plain = converged_plain(0)
+    cal = fit_cal(small_net(seed=0), X, y, sets, converged_cal_cfg(0))
+    lp = plain.evaluate(X, y, use_ema=False).loc["Xshift_umap", "loss"]
+    lc = cal.evaluate(X, y, use_ema=False).loc["Xshift_umap", "loss"]
+    assert lc < 0.9 * lp, (lc, lp)
+
+
+def test_fine_tune_never_worse_than_baseline_on_heldout():
+    X, y, sets = shifted_regression(0, n=900)
+    base = train(small_net(), X, y, sets, TrainConfig(epochs=10, progress=False)).model
+    idx, _ = select_target(sets, "covariate", 128)
+    res = fine_tune(base, X[idx], y[idx])
+    assert res.heldout_loss <= res.baseline_heldout_loss
+    assert res.epochs > 0 and res.lr is not None
+    # Absurd learning rates all lose to "no fine-tuning": 0 epochs, baseline returned.
+    from calkit.cal import FineTuneConfig
+    bad = fine_tune(base, X[idx], y[idx], FineTuneConfig(lrs=(1e3,), max_epochs=5))
+    assert bad.epochs == 0 and bad.lr is None and "0 epochs" in bad.note
+    for p, q in zip(bad.model.parameters(), base.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
