@@ -632,8 +632,19 @@ def load_records(profile: str, root: str | Path | None = None) -> list[dict]:
     return [load_record(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
 
 
+def method_key(config: dict) -> str:
+    """``method`` plus its config overrides, e.g. ``cal[supervised_on_all=False]``."""
+    overrides = config.get("overrides") or []
+    if not overrides:
+        return config["method"]
+    return config["method"] + "[" + ",".join(f"{k}={v}" for k, v in overrides) + "]"
+
+
 def metrics_frame(records: list[dict], which: str = "ema") -> pd.DataFrame:
-    """Long table: one row per (run, set) with the method, seed, target and metrics."""
+    """Long table: one row per (run, set) with the method, seed, target and metrics.
+
+    Runs with config overrides are kept apart: their ``method`` is :func:`method_key`.
+    """
     rows = []
     for rec in records:
         cfg = rec["config"]
@@ -641,7 +652,7 @@ def metrics_frame(records: list[dict], which: str = "ema") -> pd.DataFrame:
             rows.append(
                 {
                     "run_id": rec["run_id"],
-                    "method": cfg["method"],
+                    "method": method_key(cfg),
                     "seed": cfg["seed"],
                     "target_set": cfg.get("target_set"),
                     "n_target": cfg.get("n_target", 0),

@@ -73,6 +73,20 @@ METHOD_LABELS = {
 }
 
 
+VARIANT_LABELS = {"supervised_on_all=False": "literal loop"}
+"""Short names of config-override variants that the grids run."""
+
+
+def method_label(key: str) -> str:
+    """Readable label of a method key such as ``cal[supervised_on_all=False]``."""
+    base, _, variant = key.partition("[")
+    label = METHOD_LABELS.get(base, base)
+    if variant:
+        variant = variant.rstrip("]")
+        label += ", " + VARIANT_LABELS.get(variant, variant)
+    return label
+
+
 def with_validation(frame: pd.DataFrame) -> pd.DataFrame:
     """Add one ``validation`` row per run: the mean of its random-split rows."""
     rsplt = frame[frame["set"].isin(col.RANDOM_SPLITS)]
@@ -110,16 +124,17 @@ def _fmt(mean: float, std: float, n: int) -> str:
 def base_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
     """The paper's "base CAL vs plain IR-net" table with ours beside it."""
     summary = seed_summary(records, which, metric)
+    variants = sorted(m for m in set(summary["method"]) if m.startswith("cal["))
     rows = []
     for set_name in PAPER_BASE.index:
         row = {"set": col.SET_LABELS.get(set_name, set_name)}
         stats = {}
-        for method in ("baseline", "cal"):
+        for method in ("baseline", "cal", *variants):
             hit = summary[(summary["method"] == method) & (summary["set"] == set_name)]
             stats[method] = hit.iloc[0] if len(hit) else None
-            label = METHOD_LABELS[method]
+            label = method_label(method)
             row[f"{label} (ours)"] = _fmt(*hit.iloc[0][["mean", "std", "n"]]) if len(hit) else "-"
-            if metric == "loss":
+            if metric == "loss" and method in PAPER_BASE.columns:
                 row[f"{label} (paper)"] = PAPER_BASE.loc[set_name, method]
         if stats["baseline"] is not None and stats["cal"] is not None:
             a, b = stats["baseline"], stats["cal"]
@@ -220,3 +235,87 @@ def run_overview(records: list[dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+BAR_SETS = (col.TRAIN, VALIDATION, col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP)
+
+
+def set_means(
+    summary: pd.DataFrame, methods: list[str], sets: tuple[str, ...] = BAR_SETS, target: str = ""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Wide mean and std tables (rows = set labels, columns = method labels) for bar charts."""
+    pick = summary[
+        summary["method"].isin(methods)
+        & (summary["target_set"] == target)
+        & summary["set"].isin(sets)
+    ]
+    order = [s for s in sets if s in set(pick["set"])]
+    means = pick.pivot(index="set", columns="method", values="mean").reindex(order)
+    stds = pick.pivot(index="set", columns="method", values="std").reindex(order)
+    columns = [m for m in methods if m in means.columns]
+    means, stds = means[columns], stds[columns]
+    for table in (means, stds):
+        table.index = [col.SET_LABELS.get(i, i) for i in table.index]
+        table.columns = [method_label(m) for m in table.columns]
+    return means, stds
+
+
+def targeting_cost(summary: pd.DataFrame, sets: tuple[str, ...] = BAR_SETS) -> pd.DataFrame:
+    """Mean loss on every set for the baseline and each targeted / fine-tuned run."""
+    pick = summary[
+        summary["method"].isin(["baseline", "targeted", "finetune"]) & summary["set"].isin(sets)
+    ].copy()
+    if pick.empty:
+        return pd.DataFrame()
+
+    def run_label(row: pd.Series) -> str:
+        label = method_label(row["method"])
+        if row["target_set"]:
+            label += f" -> {col.SET_LABELS.get(row['target_set'], row['target_set'])}"
+            label += f", N={int(row['n_target'])}"
+        return label
+
+    pick["run"] = pick.apply(run_label, axis=1)
+    table = pick.pivot_table(index="run", columns="set", values="mean")
+    table = table[[s for s in sets if s in table.columns]]
+    table.columns = [col.SET_LABELS.get(c, c) for c in table.columns]
+    return table
+
+
+def find_record(
+    records: list[dict],
+    method: str,
+    target_set: str | None = None,
+    n_target: int = 0,
+    seed: int = 0,
+) -> dict | None:
+    """The record of one plain (no overrides) run, or ``None``."""
+    for rec in records:
+        cfg = rec["config"]
+        if (
+            cfg["method"] == method
+            and not cfg.get("overrides")
+            and cfg["seed"] == seed
+            and cfg.get("target_set") == target_set
+            and cfg.get("n_target", 0) == n_target
+        ):
+            return rec
+    return None
+
+
+def shared_predictions(records: dict[str, dict | None], set_name: str) -> dict:
+    """``label -> (y, pred)`` on the rows of ``set_name`` that every given record evaluated.
+
+    Targeted runs remove their N rows from the set; restricting every model to the common
+    rows makes the parity panels comparable.
+    """
+    present = {k: r for k, r in records.items() if r and set_name in r.get("predictions", {})}
+    if not present:
+        return {}
+    common = set.intersection(*(set(r["predictions"][set_name]["id"]) for r in present.values()))
+    panels = {}
+    for label, rec in present.items():
+        preds = rec["predictions"][set_name]
+        keep = [i for i, rid in enumerate(preds["id"]) if rid in common]
+        panels[label] = (np.asarray(preds["y"])[keep], np.asarray(preds["pred"])[keep])
+    return panels

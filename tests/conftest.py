@@ -8,8 +8,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from calkit import columns as col
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The test models are tiny and gain nothing from 2 threads, while 2 OpenMP threads next
+    to another busy process can be 10-40x slower (barrier spinning); restore afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="session")

@@ -28,16 +28,6 @@ from calkit.models import IRNet
 from calkit.training import TrainConfig, loss_functions, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from 2 threads, and 2 OpenMP threads next to another busy
-    process can be 10-40x slower (barrier spinning); restore the setting afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def tiny_model(d: int = 4, dtype=torch.float64) -> nn.Module:
     torch.manual_seed(0)
     # Smooth activations are not needed: FD steps stay inside ReLU's linear pieces.

@@ -1,6 +1,4 @@
 import numpy as np
-import pytest
-import torch
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -8,16 +6,6 @@ from sklearn.preprocessing import StandardScaler
 
 from calkit.cal import cal_config
 from calkit.estimators import CALRegressor, IRNetRegressor
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from 2 threads, and 2 OpenMP threads next to another busy
-    process can be 10-40x slower (barrier spinning); restore the setting afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def data(n=600, seed=0):

@@ -6,16 +6,6 @@ from calkit.models import IRNet
 from calkit.training import TrainConfig, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from 2 threads, and 2 OpenMP threads next to another busy
-    process can be 10-40x slower (barrier spinning); restore the setting afterwards."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def data(n=1200, d=6, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d)).astype(np.float32)
