@@ -319,3 +319,81 @@ def shared_predictions(records: dict[str, dict | None], set_name: str) -> dict:
         keep = [i for i, rid in enumerate(preds["id"]) if rid in common]
         panels[label] = (np.asarray(preds["y"])[keep], np.asarray(preds["pred"])[keep])
     return panels
+
+
+def _verdict(paper_change: float, our_change: float, within_noise: bool) -> str:
+    if within_noise:
+        return "not resolved (within seed noise)"
+    return "reproduces" if np.sign(paper_change) == np.sign(our_change) else "does not reproduce"
+
+
+def claims_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """The paper's comparative claims, each with its change, ours, and a verdict.
+
+    A claim "reproduces" when our change has the paper's sign and is outside seed noise,
+    "does not reproduce" when it has the opposite sign outside noise, and is "not resolved"
+    otherwise. Changes are relative, in smooth-L1 loss (negative = lower loss).
+    """
+    summary = seed_summary(records, which, "loss")
+
+    def stats(method: str, set_name: str, target: str = "", n_target: int = 0):
+        hit = summary[
+            (summary["method"] == method)
+            & (summary["set"] == set_name)
+            & (summary["target_set"] == target)
+            & (summary["n_target"] == n_target)
+        ]
+        return hit.iloc[0] if len(hit) else None
+
+    rows = []
+    for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION):
+        a, b = stats("baseline", set_name), stats("cal", set_name)
+        if a is None or b is None:
+            continue
+        ours, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
+        paper = PAPER_BASE.loc[set_name]
+        paper_change = (paper["cal"] - paper["baseline"]) / paper["baseline"]
+        rows.append(
+            {
+                "claim": f"CAL vs IR-net on {col.SET_LABELS.get(set_name, set_name)}",
+                "paper": f"{paper_change:+.1%}",
+                "ours": f"{ours:+.1%}",
+                "verdict": _verdict(paper_change, ours, within),
+            }
+        )
+    for _, p in PAPER_TARGETED.iterrows():
+        target = p["target_set"]
+        n_target = int(p["n_target"]) if pd.notna(p["n_target"]) else 1024
+        a = stats("finetune", target, target, n_target)
+        b = stats("targeted", target, target, n_target)
+        if a is None or b is None:
+            continue
+        ours, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
+        paper_change = (p["targeted"] - p["finetune"]) / p["finetune"]
+        rows.append(
+            {
+                "claim": f"targeted CAL vs fine-tuning on {col.SET_LABELS.get(target, target)}, "
+                f"N={n_target}",
+                "paper": f"{paper_change:+.1%}",
+                "ours": f"{ours:+.1%}",
+                "verdict": _verdict(paper_change, ours, within),
+            }
+        )
+    for method in ("pg_first", "pg_last", "aa", "ps", "irnet3"):
+        for set_name in (col.COVARIATE, col.PRIOR, col.RELATION):
+            a, b = stats("cal", set_name), stats(method, set_name)
+            if a is None or b is None:
+                continue
+            ours, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
+            reference = PAPER_ABLATION.loc["cal", set_name]
+            paper_change = (PAPER_ABLATION.loc[method, set_name] - reference) / reference
+            label = col.SET_LABELS.get(set_name, set_name)
+            rows.append(
+                {
+                    "claim": f"{METHOD_LABELS[method]} vs CAL on {label}",
+                    "paper": f"{paper_change:+.1%}",
+                    "ours": f"{ours:+.1%}",
+                    "verdict": _verdict(paper_change, ours, within),
+                }
+            )
+    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
