@@ -99,7 +99,9 @@ class CALConfig(TrainConfig):
             adversarial epoch runs its supervised steps on the partial (high-loss) rows
             only. ``True``: the supervised steps still cover every training row, and the
             SAL steps run on the partial rows, paired with the first supervised batches.
-        sal: If False, ablation "PS": partial sampling with plain supervised steps only.
+        sal: If False, ablation "PS": partial sampling without SAL. The high-loss rows are
+            revisited unperturbed (supervised steps on them only, or, with
+            ``supervised_on_all``, ``theta_epochs`` clean steps per partial batch).
         attack_epochs: Adam-ascent steps per attack.
         attack_lr: Adam learning rate of the attack (sets the perturbation size).
         theta_epochs: Attack + theta-step iterations per SAL step.
@@ -564,9 +566,13 @@ def _adversarial_epoch(eng: TrainingEngine, config: CALConfig, state: SALState,
     source_batches = None
     if target_rows is not None and config.sal:
         source_batches = list(eng.batches(target_rows))
-    if config.supervised_on_all and source_batches is None and config.sal:
+    if config.supervised_on_all and source_batches is None:
         source_batches = list(eng.batches(partial))
     n_sal_steps = len(source_batches) if config.supervised_on_all and source_batches else None
+    # Ablation PS when the supervised steps already cover every row: the high-loss rows are
+    # revisited with the theta steps, unperturbed, so PS differs from plain training only by
+    # partial sampling (without it, PS would be plain training).
+    revisit = not config.sal and config.supervised_on_all
     supervised_rows = eng.train_idx if config.supervised_on_all else partial
     total, count, pert, adv, n_sal = 0.0, 0, 0.0, 0.0, 0
     for i, (xb, yb) in enumerate(eng.batches(supervised_rows)):
@@ -580,12 +586,32 @@ def _adversarial_epoch(eng: TrainingEngine, config: CALConfig, state: SALState,
             pert, adv, n_sal = pert + p, adv + a, n_sal + 1
             if config.w_update == "batch":
                 state.apply_update(config.deltaall, config.w_eps, config.negative_weight_reset)
+        elif revisit and i < n_sal_steps:
+            xs, ys = source_batches[i % len(source_batches)]
+            adv += _revisit_steps(eng, theta_opt, xs, ys, config.theta_epochs)
+            n_sal += 1
         eng.ema.update()
     if config.sal and config.w_update == "epoch":
         state.apply_update(config.deltaall, config.w_eps, config.negative_weight_reset)
     return total / max(count, 1), {
         "perturbation": pert / max(n_sal, 1), "adv_loss": adv / n_sal if n_sal else math.nan,
         "n_adv_rows": int(len(partial))}
+
+
+def _revisit_steps(eng: TrainingEngine, theta_opt: torch.optim.Optimizer, x: torch.Tensor,
+                   y: torch.Tensor, steps: int) -> float:
+    """``steps`` theta-optimiser steps on clean rows (ablation PS); returns the mean loss."""
+    total = 0.0
+    for _ in range(steps):
+        theta_opt.zero_grad(set_to_none=True)
+        loss = eng.loss_fn(eng.model(x), y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise Diverged(f"non-finite loss {value} in a partial-sampling step")
+        loss.backward()
+        theta_opt.step()
+        total += value
+    return total / steps
 
 
 # ============================================================================ fine-tuning

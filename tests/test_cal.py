@@ -258,6 +258,25 @@ def test_ablations_run(ablation):
         assert r.history["w_min"].iloc[-1] == 100 and r.history["perturbation"].iloc[-1] == 0
 
 
+@pytest.mark.parametrize("supervised_on_all", [True, False])
+def test_partial_sampling_ablation_is_not_plain_training(supervised_on_all):
+    """PS must differ from plain training by its partial sampling, in both epoch loops.
+
+    With supervised steps on every row and no SAL, an adversarial epoch would otherwise be a
+    plain epoch (a sweep once produced PS records identical to the baseline's).
+    """
+    X, y, sets = shifted_regression(1, n=600)
+    kw = dict(epochs=4, pre_adv_epochs=2, supervised_on_all=supervised_on_all)
+    ps = fit_cal(small_net(), X, y, sets, quick_cfg(sal=False, **kw))
+    plain_cfg = quick_cfg(**kw)
+    plain = train(small_net(), X, y, sets, TrainConfig(
+        lr=plain_cfg.lr, schedule=plain_cfg.schedule, epochs=4, patience=30, ema_decay=0.9,
+        ema_start_epoch=8, progress=False, seed=0))
+    warm = slice(0, 2)
+    np.testing.assert_allclose(ps.history["val_loss"].iloc[warm], plain.history["val_loss"].iloc[warm])
+    assert not np.allclose(ps.history["val_loss"].iloc[2:], plain.history["val_loss"].iloc[2:])
+
+
 def test_irnet3_batchnorm_and_eval_mode_quirk_run():
     from calkit.models import build_model
 
