@@ -273,7 +273,9 @@ def test_partial_sampling_ablation_is_not_plain_training(supervised_on_all):
         lr=plain_cfg.lr, schedule=plain_cfg.schedule, epochs=4, patience=30, ema_decay=0.9,
         ema_start_epoch=8, progress=False, seed=0))
     warm = slice(0, 2)
-    np.testing.assert_allclose(ps.history["val_loss"].iloc[warm], plain.history["val_loss"].iloc[warm])
+    np.testing.assert_allclose(
+        ps.history["val_loss"].iloc[warm], plain.history["val_loss"].iloc[warm]
+    )
     assert not np.allclose(ps.history["val_loss"].iloc[2:], plain.history["val_loss"].iloc[2:])
 
 
