@@ -147,6 +147,17 @@ def subsample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFr
     return frame.iloc[rows].reset_index(drop=True)
 
 
+def figure_sample(n_rows: int, k: int, seed: int) -> np.ndarray:
+    """Sorted seeded sample of ``k`` row indices for figures.
+
+    The stream is derived from ``(seed, "figure")`` rather than ``seed`` alone: with the same
+    generator seed, ``choice(n, 20000)`` would begin with the rows of the first random split
+    and over-represent them in the figure.
+    """
+    rng = np.random.default_rng([seed, 0xF16])
+    return np.sort(rng.choice(n_rows, min(k, n_rows), replace=False))
+
+
 def _sets_cache_path(frame: pd.DataFrame, config: SplitConfig, dataset: str):
     digest = hashlib.sha256()
     digest.update("\n".join(frame[col.ID]).encode())
