@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +127,6 @@ class DataBundle:
     scaler: FeatureScaler
     split_config: SplitConfig
     fit_on: str
-    extras: dict = field(default_factory=dict)
 
     @property
     def feature_names(self) -> list[str]:
@@ -227,11 +226,6 @@ def covariate_embedding(bundle: DataBundle) -> np.ndarray:
         n_neighbors=cfg.umap_neighbors,
         min_dist=cfg.umap_min_dist,
     )
-
-
-def profile_dict(profile: str) -> dict:
-    """JSON-serialisable description of a profile."""
-    return dataclasses.asdict(check_profile(profile))
 
 
 # ---------------------------------------------------------------------------- runs
