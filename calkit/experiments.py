@@ -309,6 +309,12 @@ class RunConfig:
         digest = hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode())
         return f"{self.method}-{digest.hexdigest()[:12]}"
 
+    def model_name(self) -> str:
+        """The model preset: the override, IRnet-3 for that ablation, or the profile's."""
+        if self.model_preset is not None:
+            return self.model_preset
+        return "irnet3" if self.method == "irnet3" else check_profile(self.profile).model_preset
+
     def baseline(self) -> RunConfig:
         """The plain baseline run that fine-tuning starts from."""
         return dataclasses.replace(self, method="baseline", target_set=None, n_target=0)
@@ -473,9 +479,7 @@ def _baseline_models(config: RunConfig, bundle: DataBundle, root, progress: bool
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     models = []
     for key in ("model", "ema_model"):
-        model = build_model(
-            base.model_preset or check_profile(base.profile).model_preset, bundle.X.shape[1]
-        )
+        model = build_model(base.model_name(), bundle.X.shape[1])
         model.load_state_dict(state[key])
         model.eval()
         models.append(model)
@@ -526,9 +530,7 @@ def run_experiment(
     masks = bundle.masks()
     train_cfg = training_config(config)
     train_cfg.progress = progress
-    preset = config.model_preset or (
-        "irnet3" if config.method == "irnet3" else check_profile(config.profile).model_preset
-    )
+    preset = config.model_name()
     extra: dict = {}
     eval_masks = masks
     if config.method == "finetune":

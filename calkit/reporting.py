@@ -121,6 +121,11 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
 
 
+def _cell(hit: pd.DataFrame) -> str:
+    """``mean ± std`` of the first summary row, or ``-`` when there is none."""
+    return _fmt(*hit.iloc[0][["mean", "std", "n"]]) if len(hit) else "-"
+
+
 def base_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
     """The paper's "base CAL vs plain IR-net" table with ours beside it."""
     summary = seed_summary(records, which, metric)
@@ -133,7 +138,7 @@ def base_table(records: list[dict], which: str = "ema", metric: str = "loss") ->
             hit = summary[(summary["method"] == method) & (summary["set"] == set_name)]
             stats[method] = hit.iloc[0] if len(hit) else None
             label = method_label(method)
-            row[f"{label} (ours)"] = _fmt(*hit.iloc[0][["mean", "std", "n"]]) if len(hit) else "-"
+            row[f"{label} (ours)"] = _cell(hit)
             if metric == "loss" and method in PAPER_BASE.columns:
                 row[f"{label} (paper)"] = PAPER_BASE.loc[set_name, method]
         if stats["baseline"] is not None and stats["cal"] is not None:
@@ -163,13 +168,9 @@ def targeted_table(records: list[dict], which: str = "ema", metric: str = "loss"
         stats = {m: pick[pick["method"] == m] for m in ("finetune", "targeted")}
         base = summary[(summary["method"] == "baseline") & (summary["set"] == target)]
         row = {"target": col.SET_LABELS.get(target, target), "N": int(n_target)}
-        row["IR-net, no tuning (ours)"] = (
-            _fmt(*base.iloc[0][["mean", "std", "n"]]) if len(base) else "-"
-        )
+        row["IR-net, no tuning (ours)"] = _cell(base)
         for m in ("finetune", "targeted"):
-            row[f"{METHOD_LABELS[m]} (ours)"] = (
-                _fmt(*stats[m].iloc[0][["mean", "std", "n"]]) if len(stats[m]) else "-"
-            )
+            row[f"{METHOD_LABELS[m]} (ours)"] = _cell(stats[m])
         if len(stats["finetune"]) and len(stats["targeted"]):
             a, b = stats["finetune"].iloc[0], stats["targeted"].iloc[0]
             change, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
@@ -199,9 +200,7 @@ def ablation_table(records: list[dict], which: str = "ema", metric: str = "loss"
                 & (summary["set"] == set_name)
                 & (summary["target_set"] == "")
             ]
-            ours[col.SET_LABELS.get(set_name, set_name)] = (
-                _fmt(*hit.iloc[0][["mean", "std", "n"]]) if len(hit) else "-"
-            )
+            ours[col.SET_LABELS.get(set_name, set_name)] = _cell(hit)
         rows.append(ours)
         if metric == "loss":
             paper = {"method": METHOD_LABELS[method], "source": "paper"}
