@@ -157,7 +157,8 @@ OP_CATEGORIES = {
     "aten::rand_like": "dropout masks",
 }
 CATEGORIES = ("matmul", "Adam steps", "EMA update", "dropout masks", "other")
-OTHER = "other: norms, activations, adds, losses, autograd"
+LABELS = {**{c: c for c in CATEGORIES},
+          "other": "other: norms, activations, adds, losses, autograd"}
 
 
 def op_name(func) -> str:
@@ -213,6 +214,15 @@ def replay_by_category(calls: list[tuple], reps: int = 3) -> dict[str, tuple[flo
             best = min(best, time.perf_counter() - s)
         out[c] = (best if group else 0.0, sum(g[3] for g in group))
     return out
+
+
+def print_category_table(title: str, cells: dict[str, tuple[str, str]]) -> None:
+    """A table with a row per category (plus any extra rows) and plain / adversarial columns."""
+    print()
+    print(title)
+    print(f"{'':<52}{'plain batch':>18}{'adversarial batch':>22}")
+    for key, (plain, adversarial) in cells.items():
+        print(f"{LABELS.get(key, key):<52}{plain:>18}{adversarial:>22}")
 
 
 def time_shares(fn) -> tuple[dict[str, float], object]:
@@ -307,15 +317,11 @@ def main() -> None:
     shares_adv, prof_adv = time_shares(lambda: adversarial_epoch(partial[: 4 * m]))
     ms_plain = t_plain / n_batches(n_train) * 1e3
     ms_adv = t_adv / n_batches(len(partial)) * 1e3
-    print()
-    print("where the time goes (share of profiled self CPU time; ms = share x the batch time "
-          "measured above)")
-    print(f"{'':<52}{'plain batch':>18}{'adversarial batch':>22}")
-    for c in CATEGORIES:
-        name = OTHER if c == "other" else c
-        print(f"{name:<52}{shares_plain[c]:>8.1%}{shares_plain[c] * ms_plain:>8.1f} ms"
-              f"{shares_adv[c]:>12.1%}{shares_adv[c] * ms_adv:>8.1f} ms")
-    print(f"{'total':<52}{'':>8}{ms_plain:>8.1f} ms{'':>12}{ms_adv:>8.1f} ms")
+    shares = {c: (f"{shares_plain[c]:.1%} {shares_plain[c] * ms_plain:7.1f} ms",
+                  f"{shares_adv[c]:.1%} {shares_adv[c] * ms_adv:7.1f} ms") for c in CATEGORIES}
+    shares["total"] = (f"{ms_plain:.1f} ms", f"{ms_adv:.1f} ms")
+    print_category_table("where the time goes (share of profiled self CPU time; ms = share x "
+                         "the batch time measured above)", shares)
 
     # Ceiling: every op of one batch of each kind, replayed alone (see the docstring).
     # The adversarial batch is a supervised step followed by a SAL step, as in the epoch.
@@ -335,15 +341,13 @@ def main() -> None:
     alone_plain = least_seconds(plain_calls)
     alone_sal = least_seconds(sal_calls)
     alone_adv = {c: alone_plain[c] + alone_sal[c] for c in CATEGORIES}
-    print()
-    print("ceiling: the ops of one batch replayed alone, one kind at a time, back to back "
-          "on reused operands (cache-hot), less the Python cost of each replayed call")
-    print(f"{'':<52}{'plain batch':>18}{'adversarial batch':>22}")
-    for c in CATEGORIES:
-        name = OTHER if c == "other" else c
-        print(f"{name:<52}{alone_plain[c] * 1e3:>15.1f} ms{alone_adv[c] * 1e3:>20.1f} ms")
     need_plain, need_adv = sum(alone_plain.values()), sum(alone_adv.values())
-    print(f"{'sum':<52}{need_plain * 1e3:>15.1f} ms{need_adv * 1e3:>20.1f} ms")
+    least = {c: (f"{alone_plain[c] * 1e3:.1f} ms", f"{alone_adv[c] * 1e3:.1f} ms")
+             for c in CATEGORIES}
+    least["sum"] = (f"{need_plain * 1e3:.1f} ms", f"{need_adv * 1e3:.1f} ms")
+    print_category_table("ceiling: the ops of one batch replayed alone, one kind at a time, back "
+                         "to back on reused operands (cache-hot), less the Python cost of each "
+                         "replayed call", least)
     print(f"({len(plain_calls)} and {len(plain_calls) + len(sal_calls)} aten calls; "
           f"{per_call * 1e6:.1f} us of Python per call taken off)")
     for name, flops, alone, eff in (
