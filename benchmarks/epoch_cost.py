@@ -100,28 +100,6 @@ def analytic_batch_flops(model, m: int, cfg) -> tuple[float, float]:
     return plain, plain + sal
 
 
-class MatmulFlops(TorchDispatchMode):
-    """Counts ``2 m k n`` for every mm / addmm / bmm the dispatcher runs (incl. backward)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flops = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        aten = torch.ops.aten
-        if func is aten.mm.default:
-            (m, k), n = args[0].shape, args[1].shape[1]
-            self.flops += 2 * m * k * n
-        elif func is aten.addmm.default:
-            (m, k), n = args[1].shape, args[2].shape[1]
-            self.flops += 2 * m * k * n
-        elif func is aten.bmm.default:
-            (b, m, k), n = args[0].shape, args[1].shape[2]
-            self.flops += 2 * b * m * k * n
-        return out
-
-
 class OpLog(TorchDispatchMode):
     """Records every aten call that does work (views skipped): function and arguments."""
 
@@ -135,18 +113,6 @@ class OpLog(TorchDispatchMode):
         if not func.is_view:
             self.calls.append((func, args, kwargs))
         return out
-
-
-def counted(fn) -> float:
-    with MatmulFlops() as fc:
-        fn()
-    return float(fc.flops)
-
-
-def logged(fn) -> list[tuple]:
-    with OpLog() as log:
-        fn()
-    return log.calls
 
 
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm"}
@@ -189,22 +155,46 @@ def _signature(value) -> object:
     return repr(value)
 
 
-def replay_by_category(calls: list[tuple], reps: int = 3) -> dict[str, tuple[float, int]]:
-    """``(seconds, calls)`` per category of the logged calls, each category replayed alone.
+OpGroups = dict[str, list[list]]
+"""Per category, ``[func, args, kwargs, n]`` for each distinct call signature."""
 
-    Calls with the same function and argument shapes are replayed on the operands of the
-    first of them, and a category's calls run back to back with nothing else in between,
-    so operands stay cache-hot: this is the least time those kernels need on this
-    machine. The time is the best of ``reps`` replays.
+
+def logged_groups(fn) -> OpGroups:
+    """Run ``fn`` once, logging its aten calls grouped by category and signature.
+
+    Only the operands of the first call of each signature are kept, so the log stays
+    small; ``n`` counts how often that signature ran.
     """
+    with OpLog() as log:
+        fn()
     groups: dict[str, dict[object, list]] = defaultdict(dict)
-    for func, args, kwargs in calls:
+    for func, args, kwargs in log.calls:
         key = (func, _signature(args), _signature(kwargs))
         category = OP_CATEGORIES.get(op_name(func), "other")
         groups[category].setdefault(key, [func, args, kwargs, 0])[3] += 1
+    return {c: list(groups[c].values()) for c in CATEGORIES}
+
+
+def matmul_flops(groups: OpGroups) -> float:
+    """``2 m k n`` for every mm / addmm / bmm that ran (forward and all backward passes)."""
+    total = 0
+    for func, args, _, n in groups["matmul"]:
+        name = op_name(func)
+        a, b = (args[1], args[2]) if name == "aten::addmm" else (args[0], args[1])
+        total += n * 2 * math.prod(a.shape) * b.shape[-1]
+    return float(total)
+
+
+def replay_seconds(groups: OpGroups, per_call: float, reps: int = 3) -> dict[str, float]:
+    """Seconds per category of the logged calls, each category replayed alone.
+
+    A category's calls run back to back on the operands of the first call of each
+    signature, with nothing else in between, so operands stay cache-hot: this is the
+    least time those kernels need on this machine. Best of ``reps`` replays, less
+    ``per_call`` seconds of Python per replayed call.
+    """
     out = {}
-    for c in CATEGORIES:
-        group = list(groups[c].values())
+    for c, group in groups.items():
         best = math.inf
         for _ in range(reps):
             s = time.perf_counter()
@@ -212,7 +202,8 @@ def replay_by_category(calls: list[tuple], reps: int = 3) -> dict[str, tuple[flo
                 for _ in range(n):
                     func(*args, **kwargs)
             best = min(best, time.perf_counter() - s)
-        out[c] = (best if group else 0.0, sum(g[3] for g in group))
+        calls = sum(g[3] for g in group)
+        out[c] = max(best - calls * per_call, 0.0) if group else 0.0
     return out
 
 
@@ -260,18 +251,26 @@ def main() -> None:
     rate = matmul_rate()
     print(f"matmul rate (4096^3 torch.mm, float32): {rate / 1e9:.1f} GFLOP/s")
 
-    # FLOPs per batch, counted on one batch of each kind.
+    # One batch of each kind, logged once: its FLOPs now, its ops replayed for the ceiling.
     xb, yb = eng.X[eng.train_idx[:m]], eng.y[eng.train_idx[:m]]
-    plain_batch = counted(lambda: eng.supervised_step(xb, yb))
     state = SALState.create(d, cfg.w_init, eng.device)
     params = [p for p in eng.model.parameters() if p.requires_grad]
     hidx = hyper_parameter_index(eng.model, params, cfg.grad_layers)
     theta_opt = eng.make_adam(cfg.theta_lr)
 
+    def plain_step() -> None:
+        eng.supervised_step(xb, yb)
+        eng.ema.update()
+
     def one_sal_step() -> None:
         sal_step(eng.model, params, hidx, theta_opt, state, xb, yb, cfg, 0.5, eng.gen)
 
-    sal_batch = counted(one_sal_step)
+    eng.model.train()
+    plain_step()  # the first steps also create the optimisers' state: not logged
+    one_sal_step()
+    plain_ops = logged_groups(plain_step)
+    sal_ops = logged_groups(one_sal_step)
+    plain_batch, sal_batch = matmul_flops(plain_ops), matmul_flops(sal_ops)
     a_plain, a_adv = analytic_batch_flops(eng.model, m, cfg)
     print(f"per batch of {m}: plain {plain_batch / 1e9:.2f} GFLOP counted "
           f"({a_plain / 1e9:.2f} analytic); adversarial {(plain_batch + sal_batch) / 1e9:.2f}"
@@ -323,23 +322,11 @@ def main() -> None:
     print_category_table("where the time goes (share of profiled self CPU time; ms = share x "
                          "the batch time measured above)", shares)
 
-    # Ceiling: every op of one batch of each kind, replayed alone (see the docstring).
+    # Ceiling: the logged ops of one batch of each kind, replayed alone (see the docstring).
     # The adversarial batch is a supervised step followed by a SAL step, as in the epoch.
-    def plain_step() -> None:
-        eng.supervised_step(xb, yb)
-        eng.ema.update()
-
-    eng.model.train()
-    plain_calls = logged(plain_step)
-    sal_calls = logged(one_sal_step)
     per_call = dispatch_overhead()
-
-    def least_seconds(calls: list[tuple]) -> dict[str, float]:
-        return {c: max(t - n * per_call, 0.0)
-                for c, (t, n) in replay_by_category(calls).items()}
-
-    alone_plain = least_seconds(plain_calls)
-    alone_sal = least_seconds(sal_calls)
+    alone_plain = replay_seconds(plain_ops, per_call)
+    alone_sal = replay_seconds(sal_ops, per_call)
     alone_adv = {c: alone_plain[c] + alone_sal[c] for c in CATEGORIES}
     need_plain, need_adv = sum(alone_plain.values()), sum(alone_adv.values())
     least = {c: (f"{alone_plain[c] * 1e3:.1f} ms", f"{alone_adv[c] * 1e3:.1f} ms")
@@ -348,7 +335,9 @@ def main() -> None:
     print_category_table("ceiling: the ops of one batch replayed alone, one kind at a time, back "
                          "to back on reused operands (cache-hot), less the Python cost of each "
                          "replayed call", least)
-    print(f"({len(plain_calls)} and {len(plain_calls) + len(sal_calls)} aten calls; "
+    n_plain = sum(g[3] for group in plain_ops.values() for g in group)
+    n_sal = sum(g[3] for group in sal_ops.values() for g in group)
+    print(f"({n_plain} and {n_plain + n_sal} aten calls; "
           f"{per_call * 1e6:.1f} us of Python per call taken off)")
     for name, flops, alone, eff in (
             ("plain", plain_batch, alone_plain, f_plain / rate / t_plain),
