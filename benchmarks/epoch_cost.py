@@ -55,16 +55,11 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from calkit.cal import (
-    SALState,
-    _adversarial_epoch,
-    _partial_rows,
-    cal_config,
-    hyper_parameter_index,
-    sal_step,
-)
+from calkit.engine import TrainingEngine
+from calkit.methods.cal import CALSchedule
 from calkit.models import build_model, linear_shapes, parameter_count
-from calkit.training import TrainingEngine
+from calkit.profiles import cal_config
+from calkit.sal import sal_step
 
 
 def matmul_rate(n: int = 4096, reps: int = 5) -> float:
@@ -238,11 +233,12 @@ def main() -> None:
     d = 145
     torch.manual_seed(0)
     X, y, sets = make_data(n_train, d)
-    cfg = cal_config("paper", progress=False, ema_start_epoch=0, device="cpu")
+    full = cal_config("paper", progress=False, ema_start_epoch=0, device="cpu")
+    cfg = full.sal
     model = build_model(preset, d)
-    eng = TrainingEngine(model, X, y, sets, cfg)
+    eng = TrainingEngine(model, X, y, sets, full.train)
     eng.ema.start()
-    m = cfg.batch_size
+    m = full.train.batch_size
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, model {preset} "
           f"({parameter_count(model):,} parameters), {n_train} x {d} training rows, batch {m}")
     print(f"CAL settings: partial {cfg.partial_fraction:.0%}, attack_epochs "
@@ -253,17 +249,17 @@ def main() -> None:
 
     # One batch of each kind, logged once: its FLOPs now, its ops replayed for the ceiling.
     xb, yb = eng.X[eng.train_idx[:m]], eng.y[eng.train_idx[:m]]
-    state = SALState.create(d, cfg.w_init, eng.device)
-    params = [p for p in eng.model.parameters() if p.requires_grad]
-    hidx = hyper_parameter_index(eng.model, params, cfg.grad_layers)
-    theta_opt = eng.make_adam(cfg.theta_lr)
+    schedule = CALSchedule(eng, cfg)
+    state, params, hidx, theta_opt = (schedule.state, schedule.params, schedule.hyper_index,
+                                       schedule.theta_opt)
 
     def plain_step() -> None:
         eng.supervised_step(xb, yb)
         eng.ema.update()
 
     def one_sal_step() -> None:
-        sal_step(eng.model, params, hidx, theta_opt, state, xb, yb, cfg, 0.5, eng.gen)
+        sal_step(eng.model, params, hidx, theta_opt, state, xb, yb, cfg, full.train.loss, 0.5,
+                 eng.gen)
 
     eng.model.train()
     plain_step()  # the first steps also create the optimisers' state: not logged
@@ -287,11 +283,12 @@ def main() -> None:
     f_plain = plain_batch * n_batches(n_train)
 
     t = time.perf_counter()
-    partial = _partial_rows(eng, cfg)
+    partial = schedule.partial_rows(eng)
     t_sort = time.perf_counter() - t
 
     def adversarial_epoch(rows: torch.Tensor) -> None:
-        _adversarial_epoch(eng, cfg, state, params, hidx, theta_opt, rows, None, epoch=10)
+        schedule.partial = rows
+        schedule.adversarial_epoch(eng, epoch=10)
 
     t = time.perf_counter()
     adversarial_epoch(partial)

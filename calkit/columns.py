@@ -24,6 +24,11 @@ HIGH_GAP = "statY_bandgap"
 GAP_PRIOR = "infoY_bandgap"
 RELATION = "piezo"
 RANDOM_SPLITS = tuple(f"Rsplt{i}" for i in range(1, 6))
+"""The paper's validation splits: random 15 % subsets of all rows (they hold OOD rows too)."""
+CLEAN_SPLITS = tuple(f"Csplt{i}" for i in range(1, 6))
+"""The clean protocol's validation splits: drawn only from rows in no OOD set."""
+PROTOCOLS = {"paper": RANDOM_SPLITS, "clean": CLEAN_SPLITS}
+"""Validation protocol -> its validation splits (model selection and early stopping)."""
 
 OOD_SETS = (COVARIATE, PRIOR, EXTREME, HIGH_GAP, GAP_PRIOR, RELATION)
 
@@ -49,6 +54,7 @@ SET_LABELS = {
     GAP_PRIOR: "band-gap prior",
     RELATION: "relation (piezo)",
     **{name: f"random split {name[-1]}" for name in RANDOM_SPLITS},
+    **{name: f"clean split {name[-1]}" for name in CLEAN_SPLITS},
 }
 
 
@@ -69,7 +75,7 @@ def resolve_set_name(name: str, available: tuple[str, ...] | list[str] | None = 
     valid = (
         tuple(available)
         if available is not None
-        else (TRAIN, COVARIATE_TSNE, *OOD_SETS, *RANDOM_SPLITS)
+        else (TRAIN, COVARIATE_TSNE, *OOD_SETS, *RANDOM_SPLITS, *CLEAN_SPLITS)
     )
     if canonical not in valid:
         aliases = ", ".join(f"{k}->{v}" for k, v in SET_ALIASES.items())

@@ -14,11 +14,13 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from calkit.cal import CALConfig, cal_config, fit_cal
 from calkit.columns import RANDOM_SPLITS
+from calkit.config import CALConfig, TrainConfig
+from calkit.engine import train
+from calkit.methods.cal import fit_cal
 from calkit.metrics import predict
 from calkit.models import IRNet, build_model
-from calkit.training import TrainConfig, train
+from calkit.profiles import check_profile
 
 
 def _internal_sets(n: int, val_fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -27,7 +29,8 @@ def _internal_sets(n: int, val_fraction: float, seed: int) -> dict[str, np.ndarr
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(len(RANDOM_SPLITS), round(val_fraction * n))
     if n - n_val < 2:
-        raise ValueError(f"too few rows ({n}) for a validation split of {val_fraction}.")
+        raise ValueError(f"too few samples: got {n} sample(s), but an internal validation "
+                         f"split of {val_fraction} needs at least {n_val + 2}.")
     sets = {"train": np.zeros(n, bool)}
     sets["train"][order[n_val:]] = True
     for name, chunk in zip(RANDOM_SPLITS, np.array_split(order[:n_val], len(RANDOM_SPLITS)),
@@ -55,7 +58,7 @@ class _IRNetBase(RegressorMixin, BaseEstimator):
 
 
 class IRNetRegressor(_IRNetBase):
-    """Plain IR-net regression (``calkit.training.train``) as a scikit-learn estimator.
+    """Plain IR-net regression (``calkit.engine.train``) as a scikit-learn estimator.
 
     Args:
         preset: Model preset (``paper``, ``irnet3``, ``irnet17``, ``cpu``).
@@ -114,8 +117,8 @@ class CALRegressor(_IRNetBase):
 
     Args:
         preset: Model preset.
-        cal_preset: CAL preset (``paper``, ``paper_alt``, ``cpu``).
-        config: A full :class:`CALConfig`; overrides ``cal_preset``.
+        profile: Profile whose recipe and SAL settings are used (``cpu``, ``paper``).
+        config: A full :class:`~calkit.config.CALConfig`; overrides ``profile``.
         epochs: If set, overrides the config's maximum epochs.
         widths, norm, dropout, val_fraction, use_ema, seed, device, progress: As
             :class:`IRNetRegressor`.
@@ -126,14 +129,14 @@ class CALRegressor(_IRNetBase):
     note that earlier steps do not transform them, so standardise them yourself.
     """
 
-    def __init__(self, preset: str = "cpu", cal_preset: str = "cpu",
+    def __init__(self, preset: str = "cpu", profile: str = "cpu",
                  config: CALConfig | None = None, epochs: int | None = None,
                  widths: tuple[int, ...] | None = None, norm: str | None = None,
                  dropout: float | None = None, val_fraction: float = 0.15,
                  use_ema: bool = False, seed: int = 0, device: str = "auto",
                  progress: bool = False) -> None:
         self.preset = preset
-        self.cal_preset = cal_preset
+        self.profile = profile
         self.config = config
         self.epochs = epochs
         self.widths = widths
@@ -146,9 +149,15 @@ class CALRegressor(_IRNetBase):
         self.progress = progress
 
     def _config(self) -> CALConfig:
-        cfg = self.config if self.config is not None else cal_config(self.cal_preset)
-        cfg = replace(cfg, seed=self.seed, device=self.device, progress=self.progress)
-        return cfg if self.epochs is None else replace(cfg, epochs=self.epochs)
+        if self.config is not None:
+            cfg = self.config
+        else:
+            prof = check_profile(self.profile)
+            cfg = CALConfig(prof.recipe, prof.sal)
+        train_cfg = replace(cfg.train, seed=self.seed, device=self.device, progress=self.progress)
+        if self.epochs is not None:
+            train_cfg = replace(train_cfg, epochs=self.epochs)
+        return CALConfig(train_cfg, cfg.sal)
 
     def fit(self, X, y, X_target=None, y_target=None) -> CALRegressor:
         """Train with CAL; pass ``X_target, y_target`` for targeted CAL."""

@@ -32,6 +32,13 @@ from calkit.data import cache_dir
 PRESET = "paper145"
 PRESET_VERSION = 1
 N_FEATURES = 145
+ENGINE = "matminer"
+"""What computes the features (part of a run's identity: engines agree only to float rounding)."""
+
+
+def feature_identity() -> dict[str, object]:
+    """Preset, version and engine of the features, for run ids and caches."""
+    return {"preset": PRESET, "version": PRESET_VERSION, "engine": ENGINE}
 
 
 def build_featurizer():
@@ -101,6 +108,7 @@ def featurize(
     use_cache: bool = True,
     progress: bool = True,
     chunk_size: int = 1000,
+    on_error: str = "warn",
 ) -> pd.DataFrame:
     """Compute the 145 paper features for a list of composition strings.
 
@@ -110,16 +118,23 @@ def featurize(
         use_cache: Read and write the on-disk cache.
         progress: Show a tqdm progress bar.
         chunk_size: Compositions per worker task.
+        on_error: What to do about compositions that cannot be featurised (malformed
+            formulas, unknown elements): ``"warn"`` (default) names how many and the first
+            few and leaves their rows NaN, ``"raise"`` raises ``ValueError``, ``"ignore"``
+            leaves them NaN silently.
 
     Returns:
         A frame of shape ``(len(compositions), 145)`` with matminer's feature names as
-        columns. Rows matminer cannot featurise are NaN (see :func:`count_failed_rows`).
+        columns. Rows that cannot be featurised are NaN (see :func:`count_failed_rows`).
     """
+    if on_error not in ("warn", "raise", "ignore"):
+        raise ValueError(f"on_error must be 'warn', 'raise' or 'ignore', got {on_error!r}.")
     compositions = [str(c) for c in compositions]
     labels = feature_labels()
     path = cache_dir("features") / f"{PRESET}-{cache_key(compositions)}.npy"
     if use_cache and path.is_file():
-        return pd.DataFrame(np.load(path), columns=labels)
+        return _report_failures(pd.DataFrame(np.load(path), columns=labels), compositions,
+                                on_error)
     chunks = [compositions[i : i + chunk_size] for i in range(0, len(compositions), chunk_size)]
     n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(chunks)))
     bar = tqdm(total=len(compositions), desc="featurising", unit="comp", disable=not progress)
@@ -141,7 +156,24 @@ def featurize(
         _atomic_save(values, path)
         meta = {"preset": PRESET, "version": PRESET_VERSION, "rows": len(values)}
         path.with_suffix(".json").write_text(json.dumps(meta))
-    return pd.DataFrame(values, columns=labels)
+    return _report_failures(pd.DataFrame(values, columns=labels), compositions, on_error)
+
+
+def _report_failures(features: pd.DataFrame, compositions: list[str],
+                     on_error: str) -> pd.DataFrame:
+    """Warn about (or raise on) rows that could not be featurised."""
+    failed = np.flatnonzero(features.isna().any(axis=1).to_numpy())
+    if len(failed) and on_error != "ignore":
+        shown = ", ".join(repr(compositions[i]) for i in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        message = (f"{len(failed)} of {len(compositions)} composition(s) could not be "
+                   f"featurised (malformed formula or element without data): {shown}{more}. "
+                   "Their rows are NaN; fix or drop them (calkit.data.standardize_frame "
+                   "drops malformed formulas), or pass on_error='ignore'.")
+        if on_error == "raise":
+            raise ValueError(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return features
 
 
 def count_failed_rows(features: pd.DataFrame) -> int:

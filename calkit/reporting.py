@@ -1,253 +1,267 @@
-"""Result tables: run records aggregated over seeds, beside the paper's reported numbers.
+"""Result tables from run records: numeric frames, formatted only when shown.
 
-The paper reports smooth-L1 ("loss", eV/atom) of the EMA model; these tables do the same by
-default and can show MAE. A difference is marked "within noise" when it is smaller than two
-standard errors of the difference of the seed means (Welch-style, from the seed spread).
+Every table here is a plain numeric ``DataFrame`` (means, standard deviations, counts,
+paired differences with intervals), so it can be sorted, plotted and tested; :func:`display`
+turns one into strings for a page. The paper's reported values are one tidy table
+(:func:`paper_values`). Comparisons between two methods are paired by seed (the seeds share
+initialisation and warm-up) with 95 % t intervals (:mod:`calkit.stats`); the sign convention
+is "lower is better: a relative change of -10 % means the second method's loss is 10 % lower".
 """
 
 from __future__ import annotations
+
+from functools import cache
+from importlib import resources
 
 import numpy as np
 import pandas as pd
 
 from calkit import columns as col
-from calkit.experiments import metrics_frame
+from calkit import stats
+from calkit.methods import method_label
 
 VALIDATION = "validation"
 """Pseudo-set name: the mean of the five random splits (the paper's "validation")."""
 
-# Section 6 of the reconstruction notes: smooth-L1 on delta_e, EMA model.
-PAPER_BASE = pd.DataFrame(
-    {
-        "baseline": {
-            col.TRAIN: 0.0011,
-            col.COVARIATE: 0.0841,
-            col.PRIOR: 0.1602,
-            col.RELATION: 0.0840,
-            VALIDATION: 0.0830,
-            col.HIGH_GAP: 0.1400,
-        },
-        "cal": {
-            col.TRAIN: 0.0061,
-            col.COVARIATE: 0.0856,
-            col.PRIOR: 0.1564,
-            col.RELATION: 0.0781,
-            VALIDATION: 0.0851,
-            col.HIGH_GAP: 0.1388,
-        },
-    }
-)
-
-PAPER_TARGETED = pd.DataFrame(
-    [
-        {"target_set": col.COVARIATE, "n_target": None, "finetune": 0.0738, "targeted": 0.0647},
-        {"target_set": col.PRIOR, "n_target": 1024, "finetune": 0.0154, "targeted": 0.0096},
-        {"target_set": col.RELATION, "n_target": 256, "finetune": 0.1176, "targeted": 0.0336},
-        {"target_set": col.RELATION, "n_target": 128, "finetune": 0.1042, "targeted": 0.0584},
-    ]
-)
-
+BASE_SETS = (col.TRAIN, col.COVARIATE, col.PRIOR, col.RELATION, VALIDATION, col.HIGH_GAP)
 ABLATION_SETS = (col.TRAIN, VALIDATION, col.COVARIATE, col.PRIOR, col.RELATION)
-PAPER_ABLATION = pd.DataFrame(
-    {
-        "cal": (0.0061, 0.0851, 0.0856, 0.1564, 0.0781),
-        "pg_first": (0.0296, 0.1206, 0.1230, 0.3609, 0.1111),
-        "pg_last": (0.0071, 0.0880, 0.0907, 0.1919, 0.0826),
-        "aa": (0.0487, 0.1299, 0.1226, 0.2548, 0.1027),
-        "ps": (0.0204, 0.0903, 0.1030, 0.1729, 0.0839),
-        "irnet3": (0.0059, 0.0837, 0.0832, 0.1676, 0.0822),
-    },
-    index=list(ABLATION_SETS),
-).T
-
-METHOD_LABELS = {
-    "baseline": "IR-net",
-    "cal": "CAL",
-    "targeted": "targeted CAL",
-    "finetune": "fine-tune",
-    "pg_first": "PG 1st",
-    "pg_last": "PG Last",
-    "aa": "AA",
-    "ps": "PS",
-    "irnet3": "IRnet-3",
-}
+ABLATIONS = ("pg_first", "pg_last", "aa", "ps", "irnet3")
 
 
-VARIANT_LABELS = {"supervised_on_all=False": "literal loop"}
-"""Short names of config-override variants that the grids run."""
+@cache
+def _paper_values() -> pd.DataFrame:
+    with resources.files("calkit").joinpath("resources/paper_values.csv").open() as handle:
+        frame = pd.read_csv(handle, keep_default_na=False, na_values={"n_target": [""]})
+    frame["n_target"] = frame["n_target"].astype("Int64")
+    return frame
 
 
-def method_label(key: str) -> str:
-    """Readable label of a method key such as ``cal[supervised_on_all=False]``."""
-    base, _, variant = key.partition("[")
-    label = METHOD_LABELS.get(base, base)
-    if variant:
-        variant = variant.rstrip("]")
-        label += ", " + VARIANT_LABELS.get(variant, variant)
-    return label
+def paper_values() -> pd.DataFrame:
+    """The paper's reported numbers, one row each (smooth-L1 loss of the EMA model).
+
+    Columns: ``table`` (``base``, ``targeted``, ``ablation``), ``set``, ``method``,
+    ``target_set`` (empty for untargeted rows), ``n_target`` (``<NA>`` where the paper does
+    not state N), ``metric`` and ``value``.
+    """
+    return _paper_values().copy()
 
 
-def with_validation(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add one ``validation`` row per run: the mean of its random-split rows."""
-    rsplt = frame[frame["set"].isin(col.RANDOM_SPLITS)]
-    if rsplt.empty:
+def paper_value(method: str, set_name: str, target_set: str = "",
+                n_target: int | None = None) -> float:
+    """One reported value (NaN if the paper has none); an unstated N matches any N."""
+    pv = _paper_values()
+    hit = pv[(pv["method"] == method) & (pv["set"] == set_name) & (pv["target_set"] == target_set)]
+    if target_set:
+        hit = hit[hit["n_target"].isna() | (hit["n_target"] == n_target)]
+    return float(hit["value"].iloc[0]) if len(hit) else float("nan")
+
+
+# ------------------------------------------------------------------ records -> long frame
+def method_key(request: dict) -> str:
+    """``method`` plus its config overrides, e.g. ``cal[supervised_on_all=False]``."""
+    overrides = request.get("overrides") or []
+    if not overrides:
+        return request["method"]
+    return request["method"] + "[" + ",".join(f"{k}={v}" for k, v in overrides) + "]"
+
+
+def metrics_frame(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """Long table: one row per (run, set) with the method key, seed, target and metrics.
+
+    ``which`` is ``"ema"`` (the paper's reported model) or ``"raw"`` (the raw model at the
+    selected epoch). A ``validation`` row per run holds the mean over its random splits.
+    """
+    rows = []
+    for rec in records:
+        req = rec["request"]
+        for set_name, values in rec["metrics"][which].items():
+            rows.append({"run_id": rec["run_id"], "method": method_key(req), "seed": req["seed"],
+                         "target_set": req.get("target_set") or "",
+                         "n_target": int(req.get("n_target") or 0), "set": set_name, **values})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
         return frame
-    keys = ["run_id", "method", "seed", "target_set", "n_target"]
-    mean = rsplt.groupby(keys, dropna=False).mean(numeric_only=True).reset_index()
-    mean["set"] = VALIDATION
-    return pd.concat([frame, mean[frame.columns]], ignore_index=True)
+    rsplt = frame[frame["set"].isin(col.RANDOM_SPLITS)]
+    if len(rsplt):
+        keys = ["run_id", "method", "seed", "target_set", "n_target"]
+        mean = rsplt.groupby(keys).mean(numeric_only=True).reset_index()
+        mean["set"] = VALIDATION
+        frame = pd.concat([frame, mean[frame.columns]], ignore_index=True)
+    return frame
 
 
 def seed_summary(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
     """Mean, std and count over seeds of one metric, per method / target / set."""
-    frame = with_validation(metrics_frame(records, which))
+    frame = metrics_frame(records, which)
+    columns = ["method", "target_set", "n_target", "set", "mean", "std", "n"]
     if frame.empty:
-        return pd.DataFrame(columns=["method", "target_set", "n_target", "set", "mean", "std", "n"])
-    frame["target_set"] = frame["target_set"].fillna("")
+        return pd.DataFrame(columns=columns)
     grouped = frame.groupby(["method", "target_set", "n_target", "set"])[metric]
     out = grouped.agg(["mean", "std", "count"]).rename(columns={"count": "n"}).reset_index()
-    out["std"] = out["std"].fillna(0.0)
-    return out
+    return out[columns]
 
 
-def _difference(a_mean, a_std, a_n, b_mean, b_std, b_n) -> tuple[float, bool]:
-    """Relative change of b over a and whether it is within two standard errors."""
-    se = np.sqrt(a_std**2 / max(a_n, 1) + b_std**2 / max(b_n, 1))
-    within = bool(abs(b_mean - a_mean) <= 2 * se) if (a_n > 1 and b_n > 1) else False
-    return (b_mean - a_mean) / a_mean, within
+def _stats(summary: pd.DataFrame, method: str, set_name: str, target: str = "",
+           n_target: int = 0) -> tuple[float, float, int]:
+    hit = summary[(summary["method"] == method) & (summary["set"] == set_name)
+                  & (summary["target_set"] == target) & (summary["n_target"] == n_target)]
+    if not len(hit):
+        return np.nan, np.nan, 0
+    row = hit.iloc[0]
+    return float(row["mean"]), float(row["std"]), int(row["n"])
 
 
-def _fmt(mean: float, std: float, n: int) -> str:
-    return f"{mean:.4f} ± {std:.4f}" if n > 1 else f"{mean:.4f}"
+def _pair(frame: pd.DataFrame, a: tuple, b: tuple, set_name: str,
+          metric: str) -> dict[str, float]:
+    """Paired comparison of runs ``a`` and ``b`` (each ``(method, target, N)``) on one set."""
+    keyed = frame.assign(key=frame["method"] + "@" + frame["target_set"] + ":"
+                         + frame["n_target"].astype(str))
+    ka, kb = (f"{m}@{t}:{n}" for m, t, n in (a, b))
+    sub = keyed[(keyed["set"] == set_name) & keyed["key"].isin([ka, kb])]
+    empty = {"n_pairs": 0, "rel": np.nan, "rel_low": np.nan, "rel_high": np.nan,
+             "diff": np.nan, "diff_low": np.nan, "diff_high": np.nan, "p_value": np.nan}
+    if sub["key"].nunique() < 2:
+        return empty
+    row = stats.summarise_pairs(sub, [(ka, kb, set_name)], by="key", value=metric).iloc[0]
+    return {"n_pairs": int(row["n"]), "rel": row["rel"], "rel_low": row["rel_low"],
+            "rel_high": row["rel_high"], "diff": row["diff"], "diff_low": row["diff_low"],
+            "diff_high": row["diff_high"], "p_value": row["p_value_rel"]}
 
 
-def _cell(hit: pd.DataFrame) -> str:
-    """``mean ± std`` of the first summary row, or ``-`` when there is none."""
-    return _fmt(*hit.iloc[0][["mean", "std", "n"]]) if len(hit) else "-"
-
-
+# ------------------------------------------------------------------ the paper's tables
 def base_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
-    """The paper's "base CAL vs plain IR-net" table with ours beside it."""
+    """Base CAL against the plain IR-net, per set.
+
+    Columns: ours (mean, std, n per method), the paper's values, and CAL's paired relative
+    change against the IR-net with its 95 % interval.
+    """
     summary = seed_summary(records, which, metric)
+    frame = metrics_frame(records, which)
     variants = sorted(m for m in set(summary["method"]) if m.startswith("cal["))
     rows = []
-    for set_name in PAPER_BASE.index:
-        row = {"set": col.SET_LABELS.get(set_name, set_name)}
-        stats = {}
+    for set_name in BASE_SETS:
+        row: dict = {"set": set_name}
         for method in ("baseline", "cal", *variants):
-            hit = summary[(summary["method"] == method) & (summary["set"] == set_name)]
-            stats[method] = hit.iloc[0] if len(hit) else None
-            label = method_label(method)
-            row[f"{label} (ours)"] = _cell(hit)
-            if metric == "loss" and method in PAPER_BASE.columns:
-                row[f"{label} (paper)"] = PAPER_BASE.loc[set_name, method]
-        if stats["baseline"] is not None and stats["cal"] is not None:
-            a, b = stats["baseline"], stats["cal"]
-            change, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
-            row["CAL vs IR-net (ours)"] = f"{change:+.1%}" + (" (within noise)" if within else "")
-        if metric == "loss":
-            paper = PAPER_BASE.loc[set_name]
-            row["CAL vs IR-net (paper)"] = (
-                f"{(paper['cal'] - paper['baseline']) / paper['baseline']:+.1%}"
-            )
+            mean, std, n = _stats(summary, method, set_name)
+            row.update({f"{method} mean": mean, f"{method} std": std, f"{method} n": n})
+        for method in ("baseline", "cal"):
+            row[f"{method} paper"] = paper_value(method, set_name) if metric == "loss" \
+                else np.nan
+        pair = _pair(frame, ("baseline", "", 0), ("cal", "", 0), set_name, metric) \
+            if len(frame) else {}
+        row.update({f"CAL vs IR-net {k}": v for k, v in pair.items()})
+        row["CAL vs IR-net paper"] = row["cal paper"] / row["baseline paper"] - 1
         rows.append(row)
     return pd.DataFrame(rows).set_index("set")
 
 
+def targeted_pairs(records: list[dict]) -> list[tuple[str, int]]:
+    """The ``(target set, N)`` combinations with targeted or fine-tune records."""
+    found = {(r["request"]["target_set"], int(r["request"]["n_target"])) for r in records
+             if r["request"]["method"] in ("targeted", "finetune")
+             and not r["request"].get("overrides")}
+    return sorted(found)
+
+
 def targeted_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
-    """Targeted CAL vs fine-tuning, each evaluated on the target set minus its N rows."""
+    """Targeted CAL against fine-tuning on the target set minus its N rows.
+
+    Beside them: the un-tuned IR-net, the paper's values (where its N matches or is unstated)
+    and the paired relative change with its 95 % interval.
+    """
     summary = seed_summary(records, which, metric)
-    present = summary[summary["method"].isin(["targeted", "finetune"])]
+    frame = metrics_frame(records, which)
     rows = []
-    for (target, n_target), _ in present.groupby(["target_set", "n_target"]):
-        pick = summary[
-            (summary["target_set"] == target)
-            & (summary["n_target"] == n_target)
-            & (summary["set"] == target)
-        ]
-        stats = {m: pick[pick["method"] == m] for m in ("finetune", "targeted")}
-        base = summary[(summary["method"] == "baseline") & (summary["set"] == target)]
-        row = {"target": col.SET_LABELS.get(target, target), "N": int(n_target)}
-        row["IR-net, no tuning (ours)"] = _cell(base)
-        for m in ("finetune", "targeted"):
-            row[f"{METHOD_LABELS[m]} (ours)"] = _cell(stats[m])
-        if len(stats["finetune"]) and len(stats["targeted"]):
-            a, b = stats["finetune"].iloc[0], stats["targeted"].iloc[0]
-            change, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
-            row["improvement (ours)"] = f"{-change:+.1%}" + (" (within noise)" if within else "")
-        paper = PAPER_TARGETED[
-            (PAPER_TARGETED["target_set"] == target)
-            & ((PAPER_TARGETED["n_target"] == n_target) | PAPER_TARGETED["n_target"].isna())
-        ]
-        if metric == "loss" and len(paper):
-            p = paper.iloc[0]
-            row["fine-tune (paper)"] = p["finetune"]
-            row["targeted CAL (paper)"] = p["targeted"]
-            row["improvement (paper)"] = f"{(p['finetune'] - p['targeted']) / p['finetune']:+.1%}"
+    for target, n in targeted_pairs(records):
+        row: dict = {"target": target, "N": n}
+        for method, tgt, nn in (("baseline", "", 0), ("finetune", target, n),
+                                ("targeted", target, n)):
+            mean, std, count = _stats(summary, method, target, tgt, nn)
+            row.update({f"{method} mean": mean, f"{method} std": std, f"{method} n": count})
+        for method in ("finetune", "targeted"):
+            row[f"{method} paper"] = paper_value(method, target, target, n) \
+                if metric == "loss" else np.nan
+        pair = _pair(frame, ("finetune", target, n), ("targeted", target, n), target, metric)
+        row.update({f"targeted vs fine-tune {k}": v for k, v in pair.items()})
+        row["targeted vs fine-tune paper"] = row["targeted paper"] / row["finetune paper"] - 1
         rows.append(row)
     return pd.DataFrame(rows).set_index(["target", "N"]) if rows else pd.DataFrame()
 
 
 def ablation_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
-    """Ablation rows (mean ± std over seeds) with the paper's value under each."""
+    """Ablation rows: ours (mean, std, n) and the paper's value, one row per (method, set)."""
     summary = seed_summary(records, which, metric)
     rows = []
-    for method in PAPER_ABLATION.index:
-        ours = {"method": METHOD_LABELS[method], "source": "ours"}
+    for method in ("cal", *ABLATIONS):
         for set_name in ABLATION_SETS:
-            hit = summary[
-                (summary["method"] == method)
-                & (summary["set"] == set_name)
-                & (summary["target_set"] == "")
-            ]
-            ours[col.SET_LABELS.get(set_name, set_name)] = _cell(hit)
-        rows.append(ours)
-        if metric == "loss":
-            paper = {"method": METHOD_LABELS[method], "source": "paper"}
-            for set_name in ABLATION_SETS:
-                paper[col.SET_LABELS.get(set_name, set_name)] = (
-                    f"{PAPER_ABLATION.loc[method, set_name]:.4f}"
-                )
-            rows.append(paper)
-    return pd.DataFrame(rows).set_index(["method", "source"])
+            mean, std, n = _stats(summary, method, set_name)
+            paper = paper_value(method, set_name) if metric == "loss" else np.nan
+            rows.append({"method": method, "set": set_name, "mean": mean, "std": std, "n": n,
+                         "paper": paper})
+    return pd.DataFrame(rows).set_index(["method", "set"])
 
 
+def claims_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """Each comparative claim of the paper with ours and a verdict.
+
+    Columns: the paper's relative change, ours (paired by seed, 95 % t interval), the
+    Holm-adjusted p-value across the table, and a verdict (``holds``, ``reversed`` or
+    ``not resolved``; see :func:`calkit.stats.verdicts`).
+    """
+    frame = metrics_frame(records, which)
+    if frame.empty:
+        return pd.DataFrame()
+    rows = []
+
+    def add(claim: str, a: tuple, b: tuple, set_name: str, paper_change: float) -> None:
+        pair = _pair(frame, a, b, set_name, "loss")
+        if pair["n_pairs"] and np.isfinite(paper_change):
+            rows.append({"claim": claim, "paper_change": paper_change, "n": pair["n_pairs"],
+                         "estimate": pair["rel"], "low": pair["rel_low"],
+                         "high": pair["rel_high"], "p_value": pair["p_value"]})
+
+    for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION):
+        paper = paper_value("cal", set_name) / paper_value("baseline", set_name) - 1
+        add(f"CAL vs IR-net on {col.SET_LABELS.get(set_name, set_name)}", ("baseline", "", 0),
+            ("cal", "", 0), set_name, paper)
+    for target, n in targeted_pairs(records):
+        paper = paper_value("targeted", target, target, n) / \
+            paper_value("finetune", target, target, n) - 1
+        add(f"targeted CAL vs fine-tuning on {col.SET_LABELS.get(target, target)}, N={n}",
+            ("finetune", target, n), ("targeted", target, n), target, paper)
+    for method in ABLATIONS:
+        for set_name in (col.COVARIATE, col.PRIOR, col.RELATION):
+            paper = paper_value(method, set_name) / paper_value("cal", set_name) - 1
+            add(f"{method_label(method)} vs CAL on {col.SET_LABELS.get(set_name, set_name)}",
+                ("cal", "", 0), (method, "", 0), set_name, paper)
+    if not rows:
+        return pd.DataFrame()
+    return stats.verdicts(pd.DataFrame(rows)).set_index("claim")
+
+
+# ------------------------------------------------------------------ runs and figures
 def run_overview(records: list[dict]) -> pd.DataFrame:
     """One row per run: what it was, where model selection landed, and what it cost."""
     rows = []
     for rec in records:
-        cfg = rec["config"]
-        rows.append(
-            {
-                "run_id": rec["run_id"],
-                "method": cfg["method"],
-                "seed": cfg["seed"],
-                "target": cfg.get("target_set") or "",
-                "N": cfg.get("n_target", 0),
-                "best epoch": rec.get("best_epoch"),
-                "epochs run": rec.get("epochs_run"),
-                "selected in warm-up": rec.get("selected_in_warmup"),
-                "diverged": rec.get("diverged"),
-                "w frozen": rec.get("w_frozen"),
-                "wall s": rec.get("wall_seconds"),
-                "commit": (rec.get("git_commit") or "")[:8],
-            }
-        )
+        req = rec["request"]
+        rows.append({
+            "run_id": rec["run_id"], "method": method_key(req), "seed": req["seed"],
+            "target": req.get("target_set") or "", "N": int(req.get("n_target") or 0),
+            "selected epoch": rec.get("selected_epoch"), "epochs run": rec.get("epochs_run"),
+            "selected in warm-up": rec.get("selected_in_warmup"), "diverged": rec.get("diverged"),
+            "w frozen": rec.get("w_frozen"), "wall s": rec.get("wall_seconds"),
+            "commit": (rec.get("git_commit") or "")[:8]})
     return pd.DataFrame(rows)
 
 
-BAR_SETS = (col.TRAIN, VALIDATION, col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP)
-
-
 def set_means(
-    summary: pd.DataFrame, methods: list[str], sets: tuple[str, ...] = BAR_SETS, target: str = ""
+    summary: pd.DataFrame, methods: list[str], sets: tuple[str, ...] = BASE_SETS,
+    target: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Wide mean and std tables (rows = set labels, columns = method labels) for bar charts."""
-    pick = summary[
-        summary["method"].isin(methods)
-        & (summary["target_set"] == target)
-        & summary["set"].isin(sets)
-    ]
+    pick = summary[summary["method"].isin(methods) & (summary["target_set"] == target)
+                   & summary["set"].isin(sets)]
     order = [s for s in sets if s in set(pick["set"])]
     means = pick.pivot(index="set", columns="method", values="mean").reindex(order)
     stds = pick.pivot(index="set", columns="method", values="std").reindex(order)
@@ -259,11 +273,10 @@ def set_means(
     return means, stds
 
 
-def targeting_cost(summary: pd.DataFrame, sets: tuple[str, ...] = BAR_SETS) -> pd.DataFrame:
+def targeting_cost(summary: pd.DataFrame, sets: tuple[str, ...] = BASE_SETS) -> pd.DataFrame:
     """Mean loss on every set for the baseline and each targeted / fine-tuned run."""
-    pick = summary[
-        summary["method"].isin(["baseline", "targeted", "finetune"]) & summary["set"].isin(sets)
-    ].copy()
+    pick = summary[summary["method"].isin(["baseline", "targeted", "finetune"])
+                   & summary["set"].isin(sets)].copy()
     if pick.empty:
         return pd.DataFrame()
 
@@ -281,23 +294,14 @@ def targeting_cost(summary: pd.DataFrame, sets: tuple[str, ...] = BAR_SETS) -> p
     return table
 
 
-def find_record(
-    records: list[dict],
-    method: str,
-    target_set: str | None = None,
-    n_target: int = 0,
-    seed: int = 0,
-) -> dict | None:
-    """The record of one plain (no overrides) run, or ``None``."""
+def find_record(records: list[dict], method: str, target_set: str | None = None,
+                n_target: int = 0, seed: int = 0) -> dict | None:
+    """The record of one run without overrides, or ``None``."""
     for rec in records:
-        cfg = rec["config"]
-        if (
-            cfg["method"] == method
-            and not cfg.get("overrides")
-            and cfg["seed"] == seed
-            and cfg.get("target_set") == target_set
-            and cfg.get("n_target", 0) == n_target
-        ):
+        req = rec["request"]
+        if (req["method"] == method and not req.get("overrides") and req["seed"] == seed
+                and req.get("target_set") == target_set
+                and int(req.get("n_target") or 0) == n_target):
             return rec
     return None
 
@@ -320,79 +324,79 @@ def shared_predictions(records: dict[str, dict | None], set_name: str) -> dict:
     return panels
 
 
-def _verdict(paper_change: float, our_change: float, within_noise: bool) -> str:
-    if within_noise:
-        return "not resolved (within seed noise)"
-    return "reproduces" if np.sign(paper_change) == np.sign(our_change) else "does not reproduce"
+# ------------------------------------------------------------------ display
+def display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """A table for a page; the numbers themselves stay in ``table``.
 
-
-def claims_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
-    """The paper's comparative claims, each with its change, ours, and a verdict.
-
-    A claim "reproduces" when our change has the paper's sign and is outside seed noise,
-    "does not reproduce" when it has the opposite sign outside noise, and is "not resolved"
-    otherwise. Changes are relative, in smooth-L1 loss (negative = lower loss).
+    Cells become ``mean ± std``, relative changes become percentages with their interval,
+    and sets and methods get their labels.
     """
-    summary = seed_summary(records, which, "loss")
+    out = pd.DataFrame(index=table.index)
+    cols = list(table.columns)
+    done: set[str] = set()
+    for c in cols:
+        if c in done:
+            continue
+        stem = c[: -len(" mean")] if c.endswith(" mean") else None
+        if stem and f"{stem} std" in cols:
+            n = table.get(f"{stem} n")
+            out[f"{method_label(stem)} (ours)"] = [
+                "-" if not np.isfinite(m) else f"{m:.{digits}f}" if (k is None or k < 2)
+                else f"{m:.{digits}f} ± {s:.{digits}f}"
+                for m, s, k in zip(table[c], table[f"{stem} std"],
+                                   n if n is not None else [None] * len(table), strict=True)]
+            done |= {c, f"{stem} std", f"{stem} n"}
+        elif c.endswith(" rel") and f"{c[:-4]} rel_low" in cols:
+            stem = c[:-4]
+            out[f"{stem} (ours)"] = [
+                "-" if not np.isfinite(r) else f"{r:+.1%} [{lo:+.1%}, {hi:+.1%}]"
+                if np.isfinite(lo) else f"{r:+.1%}"
+                for r, lo, hi in zip(table[c], table[f"{stem} rel_low"], table[f"{stem} rel_high"],
+                                     strict=True)]
+            done |= {c, f"{stem} rel_low", f"{stem} rel_high"}
+        elif c.endswith(" paper") and not c.startswith(("CAL vs", "targeted vs")):
+            out[f"{method_label(c[:-6])} (paper)"] = table[c].map(
+                lambda v: "-" if not np.isfinite(v) else f"{v:.{digits}f}")
+            done.add(c)
+        elif c.endswith(" vs IR-net paper") or c.endswith(" vs fine-tune paper"):
+            out[c.replace(" paper", " (paper)")] = table[c].map(
+                lambda v: "-" if not np.isfinite(v) else f"{v:+.1%}")
+            done.add(c)
+    if isinstance(out.index, pd.MultiIndex):
+        out.index = out.index.set_levels(
+            [[col.SET_LABELS.get(v, v) if isinstance(v, str) else v for v in level]
+             for level in out.index.levels])
+    else:
+        out.index = [col.SET_LABELS.get(i, i) for i in out.index]
+    return out
 
-    def stats(method: str, set_name: str, target: str = "", n_target: int = 0):
-        hit = summary[
-            (summary["method"] == method)
-            & (summary["set"] == set_name)
-            & (summary["target_set"] == target)
-            & (summary["n_target"] == n_target)
-        ]
-        return hit.iloc[0] if len(hit) else None
 
+def display_ablation(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """The ablation table for a page: one row per method (ours, then the paper's)."""
     rows = []
-    for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION):
-        a, b = stats("baseline", set_name), stats("cal", set_name)
-        if a is None or b is None:
-            continue
-        ours, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
-        paper = PAPER_BASE.loc[set_name]
-        paper_change = (paper["cal"] - paper["baseline"]) / paper["baseline"]
-        rows.append(
-            {
-                "claim": f"CAL vs IR-net on {col.SET_LABELS.get(set_name, set_name)}",
-                "paper": f"{paper_change:+.1%}",
-                "ours": f"{ours:+.1%}",
-                "verdict": _verdict(paper_change, ours, within),
-            }
-        )
-    for _, p in PAPER_TARGETED.iterrows():
-        target = p["target_set"]
-        n_target = int(p["n_target"]) if pd.notna(p["n_target"]) else 1024
-        a = stats("finetune", target, target, n_target)
-        b = stats("targeted", target, target, n_target)
-        if a is None or b is None:
-            continue
-        ours, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
-        paper_change = (p["targeted"] - p["finetune"]) / p["finetune"]
-        rows.append(
-            {
-                "claim": f"targeted CAL vs fine-tuning on {col.SET_LABELS.get(target, target)}, "
-                f"N={n_target}",
-                "paper": f"{paper_change:+.1%}",
-                "ours": f"{ours:+.1%}",
-                "verdict": _verdict(paper_change, ours, within),
-            }
-        )
-    for method in ("pg_first", "pg_last", "aa", "ps", "irnet3"):
-        for set_name in (col.COVARIATE, col.PRIOR, col.RELATION):
-            a, b = stats("cal", set_name), stats(method, set_name)
-            if a is None or b is None:
-                continue
-            ours, within = _difference(a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"])
-            reference = PAPER_ABLATION.loc["cal", set_name]
-            paper_change = (PAPER_ABLATION.loc[method, set_name] - reference) / reference
-            label = col.SET_LABELS.get(set_name, set_name)
-            rows.append(
-                {
-                    "claim": f"{METHOD_LABELS[method]} vs CAL on {label}",
-                    "paper": f"{paper_change:+.1%}",
-                    "ours": f"{ours:+.1%}",
-                    "verdict": _verdict(paper_change, ours, within),
-                }
-            )
-    return pd.DataFrame(rows).set_index("claim") if rows else pd.DataFrame()
+    for method in dict.fromkeys(table.index.get_level_values("method")):
+        part = table.loc[method]
+        ours = {s: "-" if not np.isfinite(r["mean"]) else
+                f"{r['mean']:.{digits}f}" + (f" ± {r['std']:.{digits}f}" if r["n"] > 1 else "")
+                for s, r in part.iterrows()}
+        paper = {s: "-" if not np.isfinite(v) else f"{v:.{digits}f}"
+                 for s, v in part["paper"].items()}
+        for source, cells in (("ours", ours), ("paper", paper)):
+            rows.append({"method": method_label(method), "source": source,
+                         **{col.SET_LABELS.get(s, s): v for s, v in cells.items()}})
+    return pd.DataFrame(rows).set_index(["method", "source"])
+
+
+def display_claims(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table for a page: the paper's change, ours with its interval, the verdict."""
+    if table.empty:
+        return table
+    return pd.DataFrame({
+        "paper": table["paper_change"].map(lambda v: f"{v:+.1%}"),
+        "ours": [f"{e:+.1%} [{lo:+.1%}, {hi:+.1%}]" if np.isfinite(lo) else f"{e:+.1%}"
+                 for e, lo, hi in zip(table["estimate"], table["low"], table["high"],
+                                      strict=True)],
+        "seeds": table["n"],
+        "p (Holm)": table["p_holm"].map(lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"),
+        "verdict": table["verdict_text"],
+    }, index=table.index)

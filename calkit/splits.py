@@ -1,9 +1,22 @@
 """The paper's out-of-distribution (OOD) sets as boolean flags over a data table.
 
 Each flag is a column of a boolean frame aligned with the data frame. The sets may
-overlap; the training set is every row in none of them (the paper's rule). The five random
-15 % "validation" splits are drawn from all rows, as in the paper, which is why its
-training set (22,483 of 83,989 rows) is so much smaller than the OOD sets suggest.
+overlap; the training set is every row in none of them (the paper's rule).
+
+Two validation protocols (:func:`protocol_sets`):
+
+* ``paper``: the five random 15 % "validation" splits ``Rsplt1..5`` are drawn from all rows,
+  as in the paper, so they hold about half of every OOD set and early stopping and model
+  selection see OOD rows. It is also why the paper's training set (22,483 of 83,989 rows) is
+  so much smaller than the OOD sets suggest.
+* ``clean``: the splits ``Csplt1..5`` are drawn only from rows in no OOD set. Five splits of
+  15 % of all rows do not fit there, so the clean training set keeps the paper protocol's
+  training-set size and the remaining non-OOD rows are shared equally by the five splits.
+
+The set flags of each registered data set are computed once and shipped inside the package
+(``calkit/resources/sets``), like matbench's fixed folds: the covariate set comes from a UMAP
+embedding, which is not bit-stable across machines, so the shipped file, not a recompute, is
+the protocol (:func:`load_shipped_sets`; ``calkit sets`` rewrites them).
 """
 
 from __future__ import annotations
@@ -260,16 +273,63 @@ def build_sets(
     if relation_ids is not None:
         flags[col.RELATION] = frame[col.ID].isin(relation_ids).to_numpy()
 
+    ood = np.logical_or.reduce(list(flags.values()))
     rng = np.random.default_rng(config.seed)
     n_random = int(round(config.random_fraction * n_rows))
     for name in col.RANDOM_SPLITS[: config.n_random_splits]:
         mask = np.zeros(n_rows, dtype=bool)
         mask[rng.choice(n_rows, size=n_random, replace=False)] = True
         flags[name] = mask
+    splits_used = col.RANDOM_SPLITS[: config.n_random_splits]
+    paper_val = np.logical_or.reduce([flags[n] for n in splits_used])
+    flags.update(clean_splits(ood, int((~ood & ~paper_val).sum()), config.n_random_splits,
+                              config.seed))
+    return pd.DataFrame(flags, index=frame.index)
 
-    sets = pd.DataFrame(flags, index=frame.index)
-    sets[col.TRAIN] = ~sets.any(axis=1)
-    return sets
+
+def clean_splits(ood: np.ndarray, n_train: int, n_splits: int, seed: int) -> dict[str, np.ndarray]:
+    """Validation splits drawn only from rows outside every OOD set (the clean protocol).
+
+    Args:
+        ood: Mask of the rows in any OOD set.
+        n_train: Rows of the non-OOD pool left for training (the paper protocol's count).
+        n_splits: Number of splits.
+        seed: Seed of the draw.
+
+    Returns:
+        ``Csplt1..n`` masks: the non-OOD rows minus ``n_train`` of them, in equal parts.
+    """
+    pool = np.flatnonzero(~ood)
+    n_val = len(pool) - min(n_train, len(pool) - n_splits)
+    chosen = np.random.default_rng([seed, 0xC1EA]).permutation(pool)[:n_val]
+    out = {}
+    for name, part in zip(col.CLEAN_SPLITS[:n_splits], np.array_split(chosen, n_splits),
+                          strict=True):
+        mask = np.zeros(len(ood), dtype=bool)
+        mask[part] = True
+        out[name] = mask
+    return out
+
+
+def protocol_sets(sets: pd.DataFrame, protocol: str = "clean") -> pd.DataFrame:
+    """The OOD flags, the protocol's validation splits and the training rows.
+
+    Args:
+        sets: Flags from :func:`build_sets` (or a shipped set file): OOD sets and both
+            protocols' splits.
+        protocol: ``"clean"`` (validation rows in no OOD set) or ``"paper"``.
+
+    Returns:
+        A boolean frame without the other protocol's splits, with a final ``train`` column:
+        rows in no OOD set and no validation split.
+    """
+    if protocol not in col.PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(col.PROTOCOLS)}.")
+    other = {s for p, names in col.PROTOCOLS.items() if p != protocol for s in names}
+    keep = [c for c in sets.columns if c not in other and c != col.TRAIN]
+    out = sets[keep].astype(bool).copy()
+    out[col.TRAIN] = ~out.any(axis=1)
+    return out
 
 
 def size_table(sets: pd.DataFrame) -> pd.DataFrame:
@@ -345,3 +405,74 @@ def save_sets(sets: pd.DataFrame, config: SplitConfig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sets.astype(np.uint8).to_csv(path, index=False, compression="gzip")
     path.with_suffix(".json").write_text(json.dumps(config.to_dict(), indent=2))
+
+
+SETS_VERSION = 1
+"""Version of the shipped set files; bump it when their construction changes."""
+
+
+def shipped_sets_path(dataset: str, max_rows: int | None) -> Path:
+    """Where the shipped set file of a data set (or of its ``max_rows`` subsample) lives."""
+    size = "all" if max_rows is None else str(max_rows)
+    folder = Path(__file__).parent / "resources" / "sets"
+    return folder / f"{dataset}-{size}-v{SETS_VERSION}.csv.gz"
+
+
+def write_set_file(path: Path, ids: pd.Series, sets: pd.DataFrame, config: SplitConfig,
+                   note: dict | None = None) -> dict:
+    """Write ids and 0/1 flags (gzip CSV, reproducible bytes) and a JSON of how they were made."""
+    import gzip
+    import io
+    import platform
+    from importlib.metadata import version
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([ids.rename(col.ID).reset_index(drop=True),
+                       sets.drop(columns=[col.TRAIN], errors="ignore").astype(np.uint8)
+                       .reset_index(drop=True)], axis=1)
+    text = table.to_csv(index=False).encode()
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:  # mtime 0: stable bytes
+        handle.write(text)
+    path.write_bytes(buffer.getvalue())
+    meta = {"version": SETS_VERSION, "rows": len(table), "columns": list(table.columns[1:]),
+            "split_config": config.to_dict(),
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "made_with": {"umap-learn": version("umap-learn"), "numpy": version("numpy"),
+                          "machine": platform.machine()}, **(note or {})}
+    path.with_suffix("").with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def set_file_meta(path: Path) -> dict:
+    """The JSON description written beside a set file."""
+    return json.loads(path.with_suffix("").with_suffix(".json").read_text())
+
+
+def load_shipped_sets(path: Path, ids: pd.Series) -> pd.DataFrame:
+    """Read a shipped set file and align it with a data frame's ids.
+
+    Raises:
+        ValueError: If the file is corrupted (hash mismatch) or its ids are not the frame's.
+    """
+    meta = set_file_meta(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != meta["sha256"]:
+        raise ValueError(f"{path} has sha256 {digest[:12]}..., not {meta['sha256'][:12]}... as "
+                         "its .json says: the file is corrupted. Restore it with git "
+                         "(git checkout -- calkit/resources/sets) or rebuild the sets with "
+                         "`calkit sets`.")
+    table = pd.read_csv(path, keep_default_na=False, dtype={col.ID: str})
+    if len(table) != len(ids) or not (table[col.ID].to_numpy() == ids.to_numpy()).all():
+        raise ValueError(f"{path.name} holds {len(table)} rows whose ids do not match the "
+                         f"{len(ids)} rows of the data: the data file changed. Rebuild the "
+                         "sets (`calkit sets`) or pass sets_source='compute'.")
+    return table.drop(columns=[col.ID]).astype(bool)
+
+
+def sets_identity(dataset: str, max_rows: int | None, config: SplitConfig) -> dict:
+    """What a run's sets are: the shipped file (by hash) or a machine-local computation."""
+    path = shipped_sets_path(dataset, max_rows)
+    if config == SplitConfig() and path.is_file():
+        return {"source": "shipped", "file": path.name, "sha256": set_file_meta(path)["sha256"]}
+    return {"source": "computed", "split_config": config.to_dict()}

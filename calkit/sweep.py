@@ -2,8 +2,9 @@
 
 Usage::
 
-    python -m calkit.sweep grids/base.yaml --profile cpu --jobs 2
+    calkit sweep grids/base.yaml --profile cpu --jobs 2
     calkit sweep grids/base.yaml --profile smoke --dry-run
+    calkit sweep grids/base.yaml --rerun-stale
 
 A grid file lists runs and seeds::
 
@@ -16,7 +17,11 @@ A grid file lists runs and seeds::
 
 Each run's record is written atomically when it finishes, so an interrupted sweep (Ctrl-C,
 a closed session) loses at most the runs in flight; the next call skips every run whose
-record exists. Fine-tuning runs are scheduled after the baselines they start from.
+record exists. Runs that start from a baseline (registry: ``needs_baseline``) are scheduled
+after the others. A run whose request has a record under another id (the code now computes
+something else) is *stale*: it is listed, and recomputed only with ``--rerun-stale``, which
+then removes the superseded record. Every run computes with its profile's fixed thread
+count, so ``--jobs`` never changes a number.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
-import os
 import sys
 import time
 import traceback
@@ -34,7 +38,9 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from calkit.experiments import RunConfig, record_path, results_dir
+from calkit.methods import get_method
+from calkit.runs import RunConfig
+from calkit.store import record_path, results_dir, stale_records_of
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
@@ -50,7 +56,7 @@ def load_grid(
         seeds: Override of the grid's seeds.
 
     Returns:
-        The run configs, baselines and CAL runs first, fine-tuning last.
+        The run configs in file order, runs that need a baseline last.
 
     Raises:
         ValueError: For unknown fields or values, naming the entry and the valid choices.
@@ -77,20 +83,13 @@ def load_grid(
                 fields["profile"] = profile
             try:
                 configs.append(RunConfig(**fields).validate())
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 raise ValueError(f"{path}: run {i} ({entry}): {exc}") from exc
-    # A stable sort keeps the file's order; fine-tuning goes last, after its baselines.
-    return sorted(configs, key=lambda c: c.method == "finetune")
-
-
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    return sorted(configs, key=lambda c: get_method(c.method).needs_baseline)
 
 
 def _run_one(config: RunConfig, root: str | None) -> tuple[str, float, str | None]:
-    from calkit.experiments import run_experiment
+    from calkit.runner import run_experiment
 
     start = time.perf_counter()
     try:
@@ -100,19 +99,41 @@ def _run_one(config: RunConfig, root: str | None) -> tuple[str, float, str | Non
         return config.run_id, time.perf_counter() - start, traceback.format_exc()
 
 
+def plan(configs: list[RunConfig], root: str | Path | None = None
+         ) -> tuple[list[RunConfig], list[RunConfig], dict[str, list[Path]]]:
+    """Split configs into recorded, to-run and stale (``run_id -> superseded records``)."""
+    done, todo, stale = [], [], {}
+    for config in configs:
+        if record_path(config.run_id, config.profile, root).is_file():
+            done.append(config)
+            continue
+        todo.append(config)
+        old = stale_records_of(config, root)
+        if old:
+            stale[config.run_id] = old
+    return done, todo, stale
+
+
 def run_sweep(
     configs: list[RunConfig],
     jobs: int = 2,
     root: str | Path | None = None,
     progress: bool = True,
+    rerun_stale: bool = False,
 ) -> dict[str, str]:
-    """Run every config without a record; return ``run_id -> traceback`` of failed runs."""
-    todo = [c for c in configs if not record_path(c, root).is_file()]
-    done = len(configs) - len(todo)
-    print(
-        f"[sweep] {len(configs)} runs, {done} already recorded, {len(todo)} to run, "
-        f"{jobs} process(es)"
-    )
+    """Run every config without a record; return ``run_id -> traceback`` of failed runs.
+
+    Configs whose request has a stale record are skipped (and listed) unless ``rerun_stale``.
+    """
+    done, todo, stale = plan(configs, root)
+    if stale and not rerun_stale:
+        print(f"[sweep] {len(stale)} run(s) have only stale records (made by other code); "
+              "skipped. Pass --rerun-stale to recompute them:")
+        for run_id, paths in stale.items():
+            print(f"  {run_id} <- {', '.join(p.stem for p in paths)}")
+        todo = [c for c in todo if c.run_id not in stale]
+    print(f"[sweep] {len(configs)} runs, {len(done)} already recorded, {len(todo)} to run, "
+          f"{jobs} process(es)")
     failures: dict[str, str] = {}
     if not todo:
         return failures
@@ -126,18 +147,20 @@ def run_sweep(
             tqdm.write(f"[sweep] FAILED {run_id} ({config}):\n{error}")
         else:
             tqdm.write(f"[sweep] done {run_id} seed={config.seed} in {seconds:.0f} s")
+            for old in stale.get(run_id, []):
+                old.unlink(missing_ok=True)
+                tqdm.write(f"[sweep] removed superseded record {old.name}")
         bar.update(1)
 
-    first = [c for c in todo if c.method != "finetune"]
-    later = [c for c in todo if c.method == "finetune"]
+    first = [c for c in todo if not get_method(c.method).needs_baseline]
+    later = [c for c in todo if get_method(c.method).needs_baseline]
     if jobs == 1:
         for config in first + later:
             report(config, _run_one(config, root_s))
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
         # spawn, not fork: a parent that has used torch's OpenMP pool cannot fork safely.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, context, _worker_init, (threads,)) as pool:
+        with ProcessPoolExecutor(jobs, context) as pool:
             for batch in (first, later):
                 pending = {pool.submit(_run_one, c, root_s): c for c in batch}
                 while pending:
@@ -149,7 +172,7 @@ def run_sweep(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point of ``python -m calkit.sweep``."""
+    """Command-line entry point of ``calkit sweep``."""
     parser = argparse.ArgumentParser(
         prog="calkit sweep", description="Run a resumable grid of experiments."
     )
@@ -162,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--results", default=None, help="results root (default: the repository's results/)"
     )
+    parser.add_argument("--rerun-stale", action="store_true",
+                        help="recompute runs whose only records are stale, then delete those")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
@@ -171,12 +196,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calkit sweep: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
+        done, _, stale = plan(configs, args.results)
+        done_ids = {c.run_id for c in done}
         for c in configs:
-            state = "done" if record_path(c, args.results).is_file() else "todo"
-            print(f"{state}  {c.run_id}  {c}")
+            state = "done" if c.run_id in done_ids else "stale" if c.run_id in stale else "todo"
+            print(f"{state:5s}  {c.run_id}  {c}")
         return 0
     try:
-        failures = run_sweep(configs, jobs=args.jobs, root=args.results)
+        failures = run_sweep(configs, jobs=args.jobs, root=args.results,
+                             rerun_stale=args.rerun_stale)
     except KeyboardInterrupt:
         print("\n[sweep] interrupted: finished runs are recorded; run the same command to resume.")
         return 130

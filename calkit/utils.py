@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from calkit.columns import RANDOM_SPLITS, TRAIN
+from calkit.columns import CLEAN_SPLITS, RANDOM_SPLITS, TRAIN
 
 SetMasks = Mapping[str, np.ndarray] | pd.DataFrame
 
@@ -95,15 +95,19 @@ def as_mask_dict(sets: SetMasks, n_rows: int) -> dict[str, np.ndarray]:
 
 
 def validation_names(sets: Mapping[str, np.ndarray]) -> list[str]:
-    """Return the random validation splits present (``Rsplt1``..``Rsplt5``).
+    """Return the validation splits present: the paper's ``Rsplt*`` or the clean ``Csplt*``.
 
     Raises:
-        ValueError: If none is present, since model selection needs them.
+        ValueError: If none is present (model selection needs them) or both families are.
     """
-    names = [s for s in RANDOM_SPLITS if s in sets and sets[s].any()]
-    if not names:
+    paper = [s for s in RANDOM_SPLITS if s in sets and sets[s].any()]
+    clean = [s for s in CLEAN_SPLITS if s in sets and sets[s].any()]
+    if paper and clean:
+        raise ValueError("sets hold both the paper's (Rsplt) and the clean (Csplt) validation "
+                         "splits; keep one protocol's (calkit.splits.protocol_sets).")
+    if not paper and not clean:
         raise ValueError(
-            f"no random validation split found; sets must contain at least one of "
-            f"{', '.join(RANDOM_SPLITS)} (model selection uses their mean loss)."
-        )
-    return names
+            f"no validation split found; sets must contain at least one of "
+            f"{', '.join(RANDOM_SPLITS)} or {', '.join(CLEAN_SPLITS)} (model selection uses "
+            "their mean loss).")
+    return paper or clean

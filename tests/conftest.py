@@ -60,3 +60,33 @@ def small_frame() -> pd.DataFrame:
             col.BAND_GAP: np.where(rng.random(400) < 0.5, 0.0, rng.gamma(2.0, 1.0, 400)),
         }
     )
+
+
+@pytest.fixture
+def tiny_bundle():
+    """A 600-row synthetic data bundle in the smoke profile's shape (no data files needed)."""
+    from calkit.features import FeatureScaler
+    from calkit.pipeline import DataBundle
+    from calkit.splits import SplitConfig
+
+    rng = np.random.default_rng(0)
+    n, d = 600, 6
+    raw = rng.normal(size=(n, d))
+    y = (np.sin(raw[:, 0]) + 0.3 * raw[:, 1]).astype(np.float32)
+    ids = [f"t-{i}" for i in range(n)]
+    frame = pd.DataFrame({col.ID: ids, col.FORMULA: "NaCl", col.COMPOSITION: "NaCl",
+                          col.DELTA_E: y})
+    order = rng.permutation(n)
+    sets = pd.DataFrame(False, index=range(n), columns=[col.TRAIN, *col.RANDOM_SPLITS,
+                                                        col.COVARIATE, col.RELATION])
+    sets.loc[order[:300], col.TRAIN] = True
+    for i, name in enumerate(col.RANDOM_SPLITS):
+        sets.loc[order[300 + 30 * i:330 + 30 * i], name] = True
+    sets.loc[order[450:540], col.COVARIATE] = True
+    sets.loc[order[540:], col.RELATION] = True
+    scaler = FeatureScaler().fit(raw[sets[col.TRAIN].to_numpy()])
+    from calkit.splits import sets_identity
+
+    source = sets_identity("mp2019", 3000, SplitConfig())["source"]
+    return DataBundle("mp2019", "smoke", frame, pd.DataFrame(raw), scaler.transform(raw), y,
+                      sets, scaler, SplitConfig(), "train", "paper", source)

@@ -10,22 +10,21 @@ import pytest
 import torch
 from torch import nn
 
-from calkit.cal import (
-    CAL_PRESETS,
+from calkit.config import SAL_PRESETS, FineTuneConfig, TrainConfig, sal_preset
+from calkit.engine import loss_functions, train
+from calkit.methods.cal import fit_cal, select_target
+from calkit.methods.finetune import fine_tune
+from calkit.models import IRNet
+from calkit.profiles import cal_config
+from calkit.sal import (
     SALState,
     attack,
     attack_gradient,
     attack_objective,
-    cal_config,
     environment_risk,
-    fine_tune,
-    fit_cal,
     hyper_parameter_index,
     hypergradient_vjp,
-    select_target,
 )
-from calkit.models import IRNet
-from calkit.training import TrainConfig, loss_functions, train
 
 
 def tiny_model(d: int = 4, dtype=torch.float64) -> nn.Module:
@@ -210,14 +209,17 @@ def test_select_target_removes_rows_everywhere():
 
 
 def test_presets_and_bad_names():
-    assert set(CAL_PRESETS) == {"paper", "paper_alt", "cpu"}
-    p = cal_config("paper")
+    assert set(SAL_PRESETS) == {"paper", "paper_alt", "cpu"}
+    p = cal_config("paper").sal
     assert (p.attack_epochs, p.theta_epochs, p.partial_fraction, p.w_init, p.deltaall) == \
         (10, 3, 0.2, 100.0, 20.0)
-    assert cal_config("paper_alt").attack_lr == 5e-5
+    assert cal_config("paper").train.lr == 1e-4
+    assert sal_preset("paper_alt").attack_lr == 5e-5
     with pytest.raises(ValueError, match="valid: paper, paper_alt, cpu"):
+        sal_preset("fast")
+    with pytest.raises(ValueError, match="Valid profiles: smoke, cpu, paper"):
         cal_config("fast")
-    with pytest.raises(ValueError, match="unknown CALConfig field"):
+    with pytest.raises(ValueError, match="unknown config field.*atack_lr"):
         cal_config("cpu", atack_lr=1.0)
     with pytest.raises(ValueError, match="grad_layers"):
         cal_config("cpu", grad_layers="middle").validate()
@@ -268,7 +270,7 @@ def test_partial_sampling_ablation_is_not_plain_training(supervised_on_all):
     X, y, sets = shifted_regression(1, n=600)
     kw = dict(epochs=4, pre_adv_epochs=2, supervised_on_all=supervised_on_all)
     ps = fit_cal(small_net(), X, y, sets, quick_cfg(sal=False, **kw))
-    plain_cfg = quick_cfg(**kw)
+    plain_cfg = quick_cfg(**kw).train
     plain = train(small_net(), X, y, sets, TrainConfig(
         lr=plain_cfg.lr, schedule=plain_cfg.schedule, epochs=4, patience=30, ema_decay=0.9,
         ema_start_epoch=8, progress=False, seed=0))
@@ -297,7 +299,7 @@ def test_nan_guard_restores_finite_state():
     assert r.diverged and r.diverged_epoch is not None and r.diverged_epoch >= 2
     for m in (r.model, r.ema_model):
         assert all(torch.isfinite(p).all() for p in m.parameters())
-    assert np.isfinite(r.best_val_loss)
+    assert np.isfinite(r.selected_val_loss)
 
 
 def test_nan_guard_poisoned_targets_in_plain_training():
@@ -367,7 +369,6 @@ def test_fine_tune_never_worse_than_baseline_on_heldout():
     assert res.heldout_loss <= res.baseline_heldout_loss
     assert res.epochs > 0 and res.lr is not None
     # Absurd learning rates all lose to "no fine-tuning": 0 epochs, baseline returned.
-    from calkit.cal import FineTuneConfig
     bad = fine_tune(base, X[idx], y[idx], FineTuneConfig(lrs=(1e3,), max_epochs=5))
     assert bad.epochs == 0 and bad.lr is None and "0 epochs" in bad.note
     for p, q in zip(bad.model.parameters(), base.parameters(), strict=True):

@@ -1,8 +1,10 @@
+import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from calkit.diagrams import BOX_GID_PREFIX, PIPELINE_BOXES, draw_cal_pipeline, main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from diagrams import BOX_GID_PREFIX, PIPELINE_BOXES, draw_cal_pipeline, main  # noqa: E402
 
 
 def test_main_writes_svg_and_png(tmp_path: Path) -> None:

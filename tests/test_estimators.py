@@ -1,11 +1,12 @@
 import numpy as np
+import pytest
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from calkit.cal import cal_config
 from calkit.estimators import CALRegressor, IRNetRegressor
+from calkit.profiles import cal_config
 
 
 def data(n=600, seed=0):
@@ -37,3 +38,20 @@ def test_cal_regressor_targeted_and_clone():
     assert np.isfinite(est.predict(Xs)).all()
     pipe = make_pipeline(StandardScaler(), CALRegressor(widths=(16,), config=cfg))
     assert cross_val_score(pipe, X, y, cv=2).shape == (2,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", [
+    IRNetRegressor(widths=(16,), epochs=40, batch_size=32),
+    CALRegressor(widths=(16,), epochs=40, config=cal_config("cpu", pre_adv_epochs=30,
+                                                          ema_start_epoch=1, batch_size=32)),
+], ids=["IRNetRegressor", "CALRegressor"])
+def test_sklearn_estimator_contract(estimator):
+    """scikit-learn's own battery of estimator checks passes in full."""
+    from sklearn.utils.estimator_checks import check_estimator
+
+    results = check_estimator(estimator, on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]
+    assert not failed, failed
+    assert len(results) > 40

@@ -85,3 +85,23 @@ def test_scale_features_fit_on_train_vs_all():
 def test_unfitted_scaler_is_a_clear_error():
     with pytest.raises(RuntimeError, match="not fitted"):
         features.FeatureScaler().transform(np.zeros((2, 2)))
+
+
+def test_featurize_counts_and_names_failed_compositions():
+    comps = ["Fe2O3", "Xx2O", "not a formula"]
+    failed = r"2 of 3 composition\(s\) could not be featurised.*'Xx2O'"
+    with pytest.warns(UserWarning, match=failed):
+        table = features.featurize(comps, n_jobs=1, progress=False)
+    assert table.iloc[1:].isna().all(axis=None) and not table.iloc[0].isna().any()
+    with pytest.raises(ValueError, match="could not be featurised"):
+        features.featurize(comps, n_jobs=1, progress=False, on_error="raise")
+
+
+def test_top_level_exports():
+    import calkit
+    from calkit import CALRegressor, FeatureScaler, IRNetRegressor, featurize
+    from calkit.estimators import CALRegressor as C
+
+    assert CALRegressor is C and callable(featurize)
+    assert {"CALRegressor", "IRNetRegressor", "FeatureScaler", "featurize"} <= set(dir(calkit))
+    assert FeatureScaler().clip == 10.0 and IRNetRegressor().preset == "cpu"

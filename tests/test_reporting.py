@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from calkit import columns as col
@@ -13,8 +14,9 @@ def _record(method, seed, losses, target=None, n=0):
     }
     return {
         "run_id": f"{method}-{seed}-{target}-{n}",
-        "config": {"method": method, "seed": seed, "target_set": target, "n_target": n},
-        "metrics": {"ema": sets, "best": sets},
+        "request": {"method": method, "seed": seed, "target_set": target, "n_target": n,
+                    "overrides": []},
+        "metrics": {"ema": sets, "raw": sets},
     }
 
 
@@ -30,37 +32,66 @@ def _base_losses(shift):
     return out
 
 
-def test_base_table_means_paper_column_and_noise_flag():
+def test_paper_values_are_one_tidy_table():
+    pv = reporting.paper_values()
+    assert list(pv.columns) == ["table", "set", "method", "target_set", "n_target", "metric",
+                                "value"]
+    assert len(pv) == 12 + 8 + 25
+    # The paper does not state N for the covariate row: it matches any N, others only theirs.
+    assert reporting.paper_value("targeted", col.COVARIATE, col.COVARIATE, 64) == 0.0647
+    assert reporting.paper_value("targeted", col.PRIOR, col.PRIOR, 1024) == 0.0096
+    assert np.isnan(reporting.paper_value("targeted", col.PRIOR, col.PRIOR, 64))
+
+
+def test_base_table_is_numeric_with_paired_change():
     records = [_record("baseline", s, _base_losses(0.001 * s)) for s in range(3)]
     records += [_record("cal", s, _base_losses(0.05 + 0.001 * s)) for s in range(3)]
     table = reporting.base_table(records)
-    row = table.loc[col.SET_LABELS[col.PRIOR]]
-    assert row["IR-net (ours)"].startswith("0.2010 ± 0.0010")
-    assert row["IR-net (paper)"] == pytest.approx(0.1602)
-    assert "within noise" not in row["CAL vs IR-net (ours)"]
-    assert table.loc["validation", "IR-net (ours)"].startswith("0.0810")
+    row = table.loc[col.PRIOR]
+    assert row["baseline mean"] == pytest.approx(0.201)
+    assert row["baseline std"] == pytest.approx(0.001)
+    assert row["baseline n"] == 3
+    assert row["baseline paper"] == pytest.approx(0.1602)
+    # Paired per seed: CAL's loss is 0.05 higher on every seed, so the interval is tight.
+    assert row["CAL vs IR-net n_pairs"] == 3
+    assert row["CAL vs IR-net diff"] == pytest.approx(0.05)
+    assert row["CAL vs IR-net rel_low"] > 0.2
+    assert table.loc["validation", "baseline mean"] == pytest.approx(0.081)
+    shown = reporting.display(table)
+    assert shown.loc[col.SET_LABELS[col.PRIOR], "IR-net (ours)"] == "0.2010 ± 0.0010"
 
 
-def test_differences_inside_the_seed_spread_are_flagged():
-    records = [_record("baseline", s, _base_losses(0.02 * s)) for s in range(3)]
-    records += [_record("cal", s, _base_losses(0.001 + 0.02 * s)) for s in range(3)]
-    table = reporting.base_table(records)
-    assert "within noise" in table.loc[col.SET_LABELS[col.PRIOR], "CAL vs IR-net (ours)"]
+def test_pairing_resolves_what_unpaired_spread_cannot():
+    """A shift common to both methods per seed cancels in the paired difference."""
+    records = [_record("baseline", s, _base_losses(0.02 * s)) for s in range(4)]
+    records += [_record("cal", s, _base_losses(0.001 + 0.02 * s)) for s in range(4)]
+    row = reporting.base_table(records).loc[col.PRIOR]
+    assert row["cal std"] > 0.02 and row["CAL vs IR-net rel_low"] > 0
 
 
-def test_targeted_table_pairs_methods_and_paper_values():
+def test_targeted_table_pairs_methods_and_reads_any_n():
     records = []
-    for s in range(2):
-        records.append(_record("finetune", s, {col.RELATION: 0.10 + 0.001 * s}, col.RELATION, 256))
-        records.append(_record("targeted", s, {col.RELATION: 0.05 + 0.001 * s}, col.RELATION, 256))
+    for s in range(3):
+        records.append(_record("finetune", s, {col.RELATION: 0.10 + 0.001 * s}, col.RELATION, 64))
+        records.append(_record("targeted", s, {col.RELATION: 0.05 + 0.002 * s}, col.RELATION, 64))
     table = reporting.targeted_table(records)
-    row = table.loc[(col.SET_LABELS[col.RELATION], 256)]
-    assert row["improvement (ours)"] == "+49.8%"  # (0.1005 - 0.0505) / 0.1005
-    assert row["fine-tune (paper)"] == pytest.approx(0.1176)
+    row = table.loc[(col.RELATION, 64)]
+    assert row["targeted mean"] == pytest.approx(0.052)
+    assert np.isnan(row["targeted paper"])  # the paper has no N = 64 row
+    assert row["targeted vs fine-tune rel"] == pytest.approx(
+        np.exp(np.mean(np.log([0.05 / 0.1, 0.052 / 0.101, 0.054 / 0.102]))) - 1)
 
 
-def test_ablation_table_has_ours_and_paper_rows():
-    records = [_record("ps", s, _base_losses(0.0)) for s in range(2)]
+def test_ablation_and_claims_tables():
+    records = [_record("cal", s, _base_losses(0.001 * s)) for s in range(3)]
+    records += [_record("ps", s, _base_losses(0.03 + 0.001 * s)) for s in range(3)]
     table = reporting.ablation_table(records)
-    assert table.loc[("PS", "paper"), "training"] == "0.0204"
-    assert table.loc[("PS", "ours"), "training"].startswith("0.0100")
+    assert table.loc[("ps", col.TRAIN), "paper"] == 0.0204
+    assert table.loc[("ps", col.TRAIN), "mean"] == pytest.approx(0.041)
+    shown = reporting.display_ablation(table)
+    assert shown.loc[("PS", "paper"), "training"] == "0.0204"
+    claims = reporting.claims_table(records)
+    row = claims.loc["PS vs CAL on " + col.SET_LABELS[col.PRIOR]]
+    assert row["paper_change"] == pytest.approx(0.1729 / 0.1564 - 1)
+    assert row["low"] > 0 and row["verdict"] == "holds"
+    assert row["n"] == 3

@@ -34,8 +34,21 @@ def test_build_sets_flags_sizes_and_training_rule(small_frame):
     assert sets[col.RELATION].sum() == 2
     for name in col.RANDOM_SPLITS:
         assert sets[name].sum() == round(0.15 * n)
-    others = sets.drop(columns=col.TRAIN)
-    assert (sets[col.TRAIN] == ~others.any(axis=1)).all()
+    paper = splits.protocol_sets(sets, "paper")
+    assert not set(col.CLEAN_SPLITS) & set(paper.columns)
+    others = paper.drop(columns=col.TRAIN)
+    assert (paper[col.TRAIN] == ~others.any(axis=1)).all()
+    # The clean protocol: validation rows in no OOD set, the same number of training rows.
+    clean = splits.protocol_sets(sets, "clean")
+    ood = clean[[c for c in clean.columns if c in col.OOD_SETS]].any(axis=1)
+    val = clean[list(col.CLEAN_SPLITS)].any(axis=1)
+    assert not (val & ood).any() and val.sum() > 0
+    assert clean[col.TRAIN].sum() == paper[col.TRAIN].sum()
+    assert (clean[col.TRAIN] == ~(ood | val)).all()
+    sizes = [clean[name].sum() for name in col.CLEAN_SPLITS]
+    assert max(sizes) - min(sizes) <= 1
+    with pytest.raises(ValueError, match="unknown protocol 'dirty'"):
+        splits.protocol_sets(sets, "dirty")
     # prior = lowest delta_e: every prior row is below every non-prior row.
     de = small_frame[col.DELTA_E]
     assert de[sets[col.PRIOR]].max() <= de[~sets[col.PRIOR]].min()
@@ -64,7 +77,9 @@ def test_distance_to_training_detects_a_shifted_set(small_frame):
     rng = np.random.default_rng(0)
     n = len(small_frame)
     feats = rng.normal(size=(n, 4)).astype(np.float32)
-    sets = splits.build_sets(small_frame, feats, splits.SplitConfig(seed=0), embedding=_blobs(n))
+    sets = splits.protocol_sets(
+        splits.build_sets(small_frame, feats, splits.SplitConfig(seed=0), embedding=_blobs(n)),
+        "paper")
     shifted = sets[col.PRIOR].to_numpy()
     feats[shifted] += 4.0
     table = splits.distance_to_training(feats, sets, k=5)
@@ -74,9 +89,9 @@ def test_distance_to_training_detects_a_shifted_set(small_frame):
 
 
 def test_size_table_has_paper_column(small_frame):
-    sets = splits.build_sets(
+    sets = splits.protocol_sets(splits.build_sets(
         small_frame, np.zeros((len(small_frame), 2)), embedding=_blobs(len(small_frame))
-    )
+    ), "paper")
     table = splits.size_table(sets)
     assert table.loc[col.PRIOR, "paper n"] == 8_381
     assert table.loc[col.TRAIN, "n"] == sets[col.TRAIN].sum()
@@ -89,3 +104,49 @@ def test_save_sets_writes_flags_and_parameters(tmp_path, small_frame):
     path = tmp_path / "sets.csv.gz"
     splits.save_sets(sets, splits.SplitConfig(), path)
     assert path.is_file() and path.with_suffix(".json").is_file()
+
+
+def test_shipped_set_file_round_trip_and_corruption(tmp_path, small_frame):
+    sets = splits.build_sets(
+        small_frame, np.zeros((len(small_frame), 2)), embedding=_blobs(len(small_frame))
+    )
+    path = tmp_path / "toy-all-v1.csv.gz"
+    meta = splits.write_set_file(path, small_frame[col.ID], sets, splits.SplitConfig())
+    again = tmp_path / "again.csv.gz"
+    assert splits.write_set_file(again, small_frame[col.ID], sets,
+                                 splits.SplitConfig())["sha256"] == meta["sha256"]  # stable bytes
+    back = splits.load_shipped_sets(path, small_frame[col.ID])
+    assert back.equals(sets)
+    with pytest.raises(ValueError, match="ids do not match"):
+        splits.load_shipped_sets(path, small_frame[col.ID].iloc[::-1])
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="corrupted"):
+        splits.load_shipped_sets(path, small_frame[col.ID])
+
+
+def test_shipped_sets_are_what_the_identity_names():
+    for size in (3000, None):
+        path = splits.shipped_sets_path("mp2019", size)
+        ident = splits.sets_identity("mp2019", size, splits.SplitConfig())
+        assert ident == {"source": "shipped", "file": path.name,
+                         "sha256": splits.set_file_meta(path)["sha256"]}
+    assert splits.sets_identity("mp2019", 3000, splits.SplitConfig(seed=1))["source"] == \
+        "computed"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_recomputed_smoke_sets_match_the_shipped_file(real_data):
+    """Every set but the covariate one is exact; UMAP is not bit-stable across machines, so
+    the covariate set (the sparsest 15 % of a UMAP density) must agree on most rows."""
+    from calkit.pipeline import prepare_data
+
+    shipped = prepare_data("mp2019", "smoke", progress=False, sets_source="shipped")
+    computed = prepare_data("mp2019", "smoke", progress=False, sets_source="compute")
+    assert shipped.sets_source == "shipped" and computed.sets_source == "computed"
+    for name in shipped.sets.columns:
+        a, b = shipped.sets[name].to_numpy(), computed.sets[name].to_numpy()
+        if name in (col.COVARIATE, col.TRAIN):
+            assert (a & b).sum() >= 0.9 * a.sum(), name
+        else:
+            assert (a == b).all(), name

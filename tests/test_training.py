@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from calkit.config import TrainConfig
+from calkit.engine import train
 from calkit.models import IRNet
-from calkit.training import TrainConfig, train
 
 
 def data(n=1200, d=6, seed=0):
@@ -30,8 +31,8 @@ def test_training_converges_and_logs_every_set():
     assert {"train/loss", "piezo/loss", "Rsplt3/mae", "val_loss", "lr"} <= set(h.columns)
     assert len(h) == r.epochs_run == 25
     assert h["val_loss"].iloc[-1] < 0.25 * h["val_loss"].iloc[0]
-    assert r.best_val_loss == pytest.approx(h["val_loss"].min())
-    assert r.best_epoch == int(h["val_loss"].idxmin())
+    assert r.selected_val_loss == pytest.approx(h["val_loss"].min())
+    assert r.selected_epoch == int(h["val_loss"].idxmin())
     tab = r.evaluate(X, y)
     assert tab.loc["piezo", "r2"] > 0.8
     assert h["lr"].iloc[-1] < h["lr"].iloc[0]  # cosine schedule
@@ -53,7 +54,7 @@ def test_early_stopping_and_quirk_and_batchnorm():
               TrainConfig(epochs=200, patience=3, lr=3e-2, schedule="none", progress=False,
                           research_eval_mode_quirk=True, batch_size=799))
     assert r.stopped_early and r.epochs_run < 200
-    assert r.epochs_run - 1 - r.best_epoch == 3
+    assert r.epochs_run - 1 - r.selected_epoch == 3
 
 
 def test_bad_config_messages():

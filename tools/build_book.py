@@ -37,9 +37,8 @@ def stage_sources(src: Path) -> None:
 
 def draw_generated(src: Path) -> None:
     """Figures drawn by code for the markdown chapters."""
-    from calkit.diagrams import main as draw_diagrams
-
-    draw_diagrams([str(src / "book" / "_generated")])
+    subprocess.run([sys.executable, str(ROOT / "tools" / "diagrams.py"),
+                    str(src / "book" / "_generated")], check=True)
 
 
 def execute_notebooks(src: Path, profile: str, only: list[str] | None) -> dict[str, float]:

@@ -3,7 +3,7 @@
 The book's method chapter shows this figure. It is produced by code (not drawn by hand) so
 that it can be rebuilt on any machine::
 
-    python -m calkit.diagrams book/_generated
+    python tools/diagrams.py book/_generated
 
 writes ``book/_generated/cal_pipeline.svg`` and ``book/_generated/cal_pipeline.png``.
 """
@@ -14,14 +14,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: the diagram is only ever written to files.
-
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 __all__ = ["BOX_GID_PREFIX", "PIPELINE_BOXES", "draw_cal_pipeline", "main", "save_cal_pipeline"]
 
@@ -430,7 +426,7 @@ def save_cal_pipeline(outdir: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m calkit.diagrams OUTDIR``.
+    """Command-line entry point: ``python tools/diagrams.py OUTDIR``.
 
     Args:
         argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
@@ -440,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0] in {"-h", "--help"}:
-        print("usage: python -m calkit.diagrams OUTDIR", file=sys.stderr)
+        print("usage: python tools/diagrams.py OUTDIR", file=sys.stderr)
         return 2
     for path in save_cal_pipeline(args[0]):
         print(path)
@@ -448,4 +444,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless only when run as a script; importing changes nothing
     raise SystemExit(main())

@@ -1,22 +1,11 @@
-"""Plain (supervised) training of IR-nets, and the training engine CAL builds on.
+"""The one training engine: every method's epochs run through :meth:`TrainingEngine.fit`.
 
-The engine (:class:`TrainingEngine`) owns everything a CAL run shares with plain
-training: tensors on the device, the supervised mini-batch step, the per-epoch
-evaluation of every set, the EMA of the weights, best-state selection by the mean
-random-split loss, early stopping, the NaN/inf guard and the history frame.
-:func:`train` is the plain baseline; :func:`calkit.cal.fit_cal` drives the same
-engine with adversarial epochs.
-
-Default learning rate and schedule (``TrainConfig``): Adam at 1e-3 with a cosine
-decay to 1 % over ``epochs``. Why: the paper's constant 1e-4 leaves the paper-size net
-far from converged after 40 epochs on the 22 k training rows (the random-split loss is
-still falling steeply; toolchain trial), so a 1e-4 baseline would be a straw man; a
-constant 1e-3 converges faster but ends noisy (and made CAL's adversarial phase diverge
-in half of the trials), and the cosine decay removes that late noise while keeping the
-fast start. This default was chosen on reasoning and synthetic runs, not yet by a sweep
-on the real data: compare ``schedule`` / ``lr`` candidates on the mean random-split loss
-(``result.best_val_loss``) only, never on an OOD set. ``schedule="plateau"`` (multiply
-by 0.5 after a 5-epoch plateau of the random-split loss) and ``"none"`` are available.
+The engine owns what every method shares: tensors on the device, the supervised mini-batch
+step, the per-epoch evaluation of every set, the EMA of the weights, model selection by the
+validation loss, early stopping, the NaN/inf guard and the history frame. A method supplies
+only its epoch (``epoch_fn(engine, epoch) -> (mean loss, diagnostics)``), as in Dive into Deep
+Learning's ``Trainer.fit`` / ``fit_epoch``: plain training (:func:`train`), the CAL schedule
+(:mod:`calkit.methods.cal`) and fine-tuning (:mod:`calkit.methods.finetune`).
 """
 
 from __future__ import annotations
@@ -24,7 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,108 +24,40 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from calkit.config import LOSSES, TrainConfig
 from calkit.metrics import evaluate_sets
 from calkit.models import set_dropout
 from calkit.utils import SetMasks, as_mask_dict, seed_everything, select_device, validation_names
 
-LOSSES = ("smooth_l1", "mae")
-SCHEDULES = ("cosine", "plateau", "none")
-
-
-@dataclass
-class TrainConfig:
-    """Hyperparameters of plain training (and the shared part of CAL's).
-
-    Attributes:
-        lr: Adam learning rate of the supervised step (module docstring: why 1e-3).
-        batch_size: Mini-batch size.
-        epochs: Maximum number of epochs.
-        loss: ``"smooth_l1"`` (Huber, beta 1; the paper's) or ``"mae"``.
-        weight_decay: Adam (L2) weight decay.
-        schedule: ``"cosine"`` (to ``lr * min_lr_factor`` over ``epochs``), ``"plateau"``
-            (multiply by ``plateau_factor`` after ``plateau_patience`` epochs without a new
-            best random-split loss) or ``"none"``.
-        min_lr_factor: Final LR of the cosine schedule, relative to ``lr``.
-        plateau_factor: LR factor of the plateau schedule.
-        plateau_patience: Epochs without improvement before the plateau schedule cuts.
-        patience: Early stopping: epochs without a new best mean random-split loss.
-        ema_decay: Decay of the exponential moving average of the weights (per step).
-        ema_start_epoch: First epoch the EMA is updated; before it the EMA equals the model.
-        dropout: If set, overrides the model's dropout probability.
-        research_eval_mode_quirk: Reproduce the research code's bug of training in eval
-            mode after epoch 0 (dropout off, BatchNorm frozen). Off by default.
-        seed: Seeds weights-independent randomness (shuffling, dropout, CAL's draws).
-        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda[:i]"``.
-        progress: Show a tqdm progress bar over epochs.
-        eval_batch_size: Rows per forward pass when evaluating.
-        history_sets: Sets evaluated every epoch; ``None`` = every set given.
-        selection: ``"val"`` keeps the state with the lowest mean random-split loss (the
-            paper's rule); ``"last"`` keeps the final state (the research logs also report
-            "last"). Early stopping uses the random-split loss either way.
-    """
-
-    lr: float = 1e-3
-    batch_size: int = 256
-    epochs: int = 100
-    loss: str = "smooth_l1"
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    min_lr_factor: float = 0.01
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    patience: int = 20
-    ema_decay: float = 0.999
-    ema_start_epoch: int = 20
-    dropout: float | None = None
-    research_eval_mode_quirk: bool = False
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = True
-    eval_batch_size: int = 8192
-    history_sets: tuple[str, ...] | None = None
-    selection: str = "val"
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field and its valid values."""
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; valid: {', '.join(LOSSES)}.")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}.")
-        if self.selection not in ("val", "last"):
-            raise ValueError(f"unknown selection {self.selection!r}; valid: val, last.")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}.")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}.")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
+EpochFn = Callable[["TrainingEngine", int], tuple[float, dict[str, float]]]
+"""A method's epoch: ``(engine, epoch) -> (mean training loss, diagnostics for the history)``."""
 
 
 @dataclass
 class TrainResult:
-    """Outcome of :func:`train` (and the base of :class:`calkit.cal.CALResult`).
+    """Outcome of :meth:`TrainingEngine.fit` (and the base of method-specific results).
 
     Attributes:
-        model: The best-state model (lowest mean random-split loss), in eval mode.
+        model: The raw model at the selected epoch, in eval mode.
         ema_model: The EMA of the weights as it was at the selected epoch.
         history: One row per epoch: ``<set>/loss`` (smooth-L1), ``<set>/mae`` for every
-            evaluated set, ``val_loss`` (mean over Rsplt sets), ``train_batch_loss``,
-            ``lr``, ``seconds`` and, for CAL, the adversarial diagnostics.
-        best_epoch: Epoch whose state ``model`` holds.
-        best_val_loss: Mean random-split loss of the selected epoch.
+            evaluated set, ``val_loss`` (mean over the validation sets), ``train_batch_loss``,
+            ``lr``, ``seconds`` and the method's diagnostics.
+        selected_epoch: Epoch whose state ``model`` holds (by the config's ``selection``).
+        selected_val_loss: Validation loss of the selected epoch.
         epochs_run: Number of epochs run.
         stopped_early: Whether early stopping ended the run.
         diverged: Whether a NaN/inf loss, gradient or weight stopped the run.
         diverged_epoch: The epoch where that happened, else ``None``.
-        config: The configuration used (as a dict).
+        config: The recipe used (as a dict).
         sets: The set masks used for evaluation.
     """
 
     model: nn.Module
     ema_model: nn.Module
     history: pd.DataFrame
-    best_epoch: int
-    best_val_loss: float
+    selected_epoch: int
+    selected_val_loss: float
     epochs_run: int
     stopped_early: bool
     diverged: bool
@@ -144,9 +65,15 @@ class TrainResult:
     config: dict[str, Any]
     sets: dict[str, np.ndarray] = field(repr=False)
 
+    def run_info(self) -> dict[str, Any]:
+        """Selection and stopping facts, for the run record."""
+        return {"selected_epoch": int(self.selected_epoch), "epochs_run": int(self.epochs_run),
+                "stopped_early": bool(self.stopped_early), "diverged": bool(self.diverged),
+                "diverged_epoch": self.diverged_epoch}
+
     def evaluate(self, X: np.ndarray, y: np.ndarray, sets: SetMasks | None = None,
                  use_ema: bool = True) -> pd.DataFrame:
-        """Per-set metrics table of the EMA (default, as the paper reports) or raw best model."""
+        """Per-set metrics of the EMA (default, as the paper reports) or the raw model."""
         return evaluate_sets(self.ema_model if use_ema else self.model, X, y,
                              self.sets if sets is None else sets)
 
@@ -211,18 +138,24 @@ def _finite_state(state: dict[str, torch.Tensor]) -> bool:
 
 
 class TrainingEngine:
-    """Shared machinery of plain training and CAL (one instance per run).
+    """Shared machinery of every training method (one instance per fit).
 
     Args:
         model: The network to train (moved to the device, trained in place).
         X: Standardised features ``(n, d)``, float32.
         y: Targets ``(n,)``.
-        sets: Boolean masks including ``"train"`` and ``Rsplt1..5``.
-        config: A :class:`TrainConfig` (or subclass such as ``CALConfig``).
+        sets: Boolean masks including ``"train"`` and the validation sets.
+        config: The recipe.
+        val_sets: Names of the sets whose mean loss drives selection and early stopping;
+            ``None`` = the random splits ``Rsplt1..5``; an empty list = no validation (the
+            final state is kept and every epoch of the budget runs).
+        generator: Generator for shuffling and the method's draws. ``None`` seeds a new one
+            (and the global RNGs) from ``config.seed``; pass one to continue a stream.
     """
 
     def __init__(self, model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
-                 config: TrainConfig) -> None:
+                 config: TrainConfig, val_sets: Sequence[str] | None = None,
+                 generator: torch.Generator | None = None) -> None:
         config.validate()
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.float32).reshape(-1)
@@ -232,25 +165,23 @@ class TrainingEngine:
             raise ValueError("X and y must be finite; impute or drop NaN/inf rows first.")
         self.config = config
         self.masks = as_mask_dict(sets, len(X))
-        self.val_names = validation_names(self.masks)
+        self.val_names = validation_names(self.masks) if val_sets is None else list(val_sets)
         self.device = select_device(config.device)
-        self.gen = seed_everything(config.seed)
+        self.gen = seed_everything(config.seed) if generator is None else generator
         self.model = model.to(self.device)
         if config.dropout is not None:
             set_dropout(self.model, config.dropout)
-        self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                 for m in self.model.modules())
         self.loss_fn, self.loss_none = loss_functions(config.loss)
         # Everything lives on the device once; batches are slices of one gathered copy.
-        self.X = torch.as_tensor(X, device=self.device)
-        self.y = torch.as_tensor(y, device=self.device)
+        self.X = torch.tensor(X, device=self.device)  # a copy: inputs may be read-only views
+        self.y = torch.tensor(y, device=self.device)
         self.train_idx = self._idx(self.masks["train"])
         names = list(self.masks) if config.history_sets is None else list(config.history_sets)
-        for v in self.val_names:
-            if v not in names:
-                names.append(v)
+        names += [v for v in self.val_names if v not in names]
         self.eval_names = names
-        union = np.logical_or.reduce([self.masks[s] for s in names])
+        union = np.zeros(len(X), bool)
+        for s in names:
+            union |= self.masks[s]
         self.eval_rows = self._idx(union)
         pos = np.full(len(X), -1, np.int64)
         pos[union] = np.arange(int(union.sum()))
@@ -261,9 +192,9 @@ class TrainingEngine:
         self.ema = EMA(self.model, config.ema_decay)
         self.best_val = math.inf
         self.selected_val = math.inf
-        self.best_epoch = -1
-        self.best_state = clone_state(self.model)
-        self.best_ema_state = clone_state(self.model)
+        self.selected_epoch = -1
+        self.selected_state = clone_state(self.model)
+        self.selected_ema_state = clone_state(self.model)
         self.bad_epochs = 0
         self.history: list[dict[str, float]] = []
         self.diverged = False
@@ -277,8 +208,10 @@ class TrainingEngine:
         return torch.as_tensor(np.flatnonzero(mask), device=self.device)
 
     def make_adam(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-        """Adam over the model's parameters; fused kernels where the device supports them."""
+        """Adam over the trainable parameters (fused kernel when ``config.fused_adam``)."""
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.config.fused_adam:
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
         try:
             return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
         except (RuntimeError, TypeError):  # pragma: no cover - device without fused Adam
@@ -293,6 +226,31 @@ class TrainingEngine:
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=c.plateau_factor, patience=c.plateau_patience)
         return None
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self, epoch_fn: EpochFn | None = None, desc: str = "train") -> TrainResult:
+        """Run the method's epochs with evaluation, selection, early stopping and the NaN rule.
+
+        Args:
+            epoch_fn: The method's epoch; ``None`` is a plain supervised epoch.
+            desc: Label of the progress bar.
+
+        A :class:`Diverged` raised inside an epoch ends the run: the live model gets back the
+        last finite state, and the result is flagged ``diverged``.
+        """
+        epoch_fn = epoch_fn or (lambda eng, epoch: (eng.plain_epoch(epoch), {}))
+        with self.progress(desc):
+            for epoch in range(self.config.epochs):
+                started = time.perf_counter()
+                good = clone_state(self.model)
+                try:
+                    loss, extra = epoch_fn(self, epoch)
+                    if self.end_epoch(epoch, loss, started, extra):
+                        break
+                except Diverged:
+                    self.mark_diverged(epoch, good)
+                    break
+        return TrainResult(**self.result_kwargs())
 
     # ----------------------------------------------------------------- training pieces
     def set_train_mode(self, epoch: int) -> None:
@@ -316,21 +274,35 @@ class TrainingEngine:
             yield xs[i:i + bs], ys[i:i + bs]
 
     def supervised_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
-        """One Adam step on ``loss(f(xb), yb)``; raises :class:`Diverged` before stepping on NaN."""
-        self.optimizer.zero_grad(set_to_none=True)
+        """One step of the supervised optimiser on ``loss(f(xb), yb)``; returns the loss."""
+        return self.optimizer_step(self.optimizer, xb, yb, "supervised")
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, xb: torch.Tensor,
+                       yb: torch.Tensor, what: str) -> float:
+        """One step of ``optimizer`` on ``loss(f(xb), yb)``; returns the loss.
+
+        Raises:
+            Diverged: Before stepping, if the loss is not finite.
+        """
+        optimizer.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.model(xb), yb)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise Diverged(f"non-finite supervised loss {value}")
+            raise Diverged(f"non-finite {what} loss {value}")
         loss.backward()
-        self.optimizer.step()
+        optimizer.step()
         return value
+
+    def start_ema_at(self, epoch: int) -> None:
+        """Begin the EMA once ``epoch`` reaches ``ema_start_epoch`` (never when it is None)."""
+        start = self.config.ema_start_epoch
+        if start is not None and epoch >= start and not self.ema.active:
+            self.ema.start()
 
     def plain_epoch(self, epoch: int, idx: torch.Tensor | None = None) -> float:
         """A supervised epoch over ``idx`` (default: all training rows); returns mean loss."""
         self.set_train_mode(epoch)
-        if epoch == self.config.ema_start_epoch and not self.ema.active:
-            self.ema.start()
+        self.start_ema_at(epoch)
         total, count = 0.0, 0
         for xb, yb in self.batches(self.train_idx if idx is None else idx):
             total += self.supervised_step(xb, yb) * len(yb)
@@ -358,38 +330,41 @@ class TrainingEngine:
     @torch.inference_mode()
     def evaluate_epoch(self) -> dict[str, float]:
         """Loss and MAE of every history set from one forward pass over their union."""
-        pred = self.predict_rows(self.eval_rows)
-        target = self.y[self.eval_rows]
         row: dict[str, float] = {}
-        err = pred - target
-        huber = self.loss_none(pred, target) if self.config.loss == "smooth_l1" else \
-            F.smooth_l1_loss(pred, target, beta=1.0, reduction="none")
-        for s in self.eval_names:
-            p = self.eval_pos[s]
-            row[f"{s}/loss"] = float(huber[p].mean()) if len(p) else math.nan
-            row[f"{s}/mae"] = float(err[p].abs().mean()) if len(p) else math.nan
-        # Selection uses the training loss function (smooth-L1 or MAE) on the Rsplt sets.
+        if len(self.eval_rows):
+            pred = self.predict_rows(self.eval_rows)
+            target = self.y[self.eval_rows]
+            err = pred - target
+            huber = self.loss_none(pred, target) if self.config.loss == "smooth_l1" else \
+                F.smooth_l1_loss(pred, target, beta=1.0, reduction="none")
+            for s in self.eval_names:
+                p = self.eval_pos[s]
+                row[f"{s}/loss"] = float(huber[p].mean()) if len(p) else math.nan
+                row[f"{s}/mae"] = float(err[p].abs().mean()) if len(p) else math.nan
+        # Selection uses the training loss function (smooth-L1 or MAE) on the validation sets.
         key = "loss" if self.config.loss == "smooth_l1" else "mae"
-        row["val_loss"] = float(np.mean([row[f"{s}/{key}"] for s in self.val_names]))
+        row["val_loss"] = float(np.mean([row[f"{s}/{key}"] for s in self.val_names])) \
+            if self.val_names else math.nan
         return row
 
     # ----------------------------------------------------------------- bookkeeping
     def end_epoch(self, epoch: int, train_loss: float, started: float,
                   extra: dict[str, float] | None = None) -> bool:
-        """Evaluate, log, update the best state, step the schedule; return True to stop."""
+        """Evaluate, log, update the selected state, step the schedule; return True to stop."""
         row = {"epoch": epoch, "train_batch_loss": train_loss,
                "lr": self.optimizer.param_groups[0]["lr"], **self.evaluate_epoch(), **(extra or {})}
         row["seconds"] = time.perf_counter() - started
         self.history.append(row)
         self.epochs_run = epoch + 1
         val = row["val_loss"]
-        if not math.isfinite(val):
+        validated = bool(self.val_names)
+        if validated and not math.isfinite(val):
             raise Diverged(f"non-finite validation loss {val}")
-        improved = val < self.best_val
-        if improved or self.config.selection == "last":
-            self.best_epoch, self.selected_val = epoch, val
-            self.best_state = clone_state(self.model)
-            self.best_ema_state = clone_state(self.ema.state_dict())
+        improved = validated and val < self.best_val
+        if improved or self.config.selection == "last" or not validated:
+            self.selected_epoch, self.selected_val = epoch, val
+            self.selected_state = clone_state(self.model)
+            self.selected_ema_state = clone_state(self.ema.state_dict())
         if improved:
             self.best_val, self.bad_epochs = val, 0
         else:
@@ -399,9 +374,10 @@ class TrainingEngine:
         elif self.scheduler is not None:
             self.scheduler.step()
         if self._bar is not None:
-            self._bar.set_postfix(val=f"{val:.4f}", best=f"{self.best_val:.4f}@{self.best_epoch}")
+            self._bar.set_postfix(val=f"{val:.4f}",
+                                  best=f"{self.best_val:.4f}@{self.selected_epoch}")
             self._bar.update(1)
-        if self.bad_epochs >= self.config.patience:
+        if validated and self.bad_epochs >= self.config.patience:
             self.stopped_early = True
             return True
         return False
@@ -410,7 +386,7 @@ class TrainingEngine:
         """Record a divergence and put a finite state back into the live model."""
         self.diverged, self.diverged_epoch = True, epoch
         state = good_state if good_state is not None and _finite_state(good_state) \
-            else self.best_state
+            else self.selected_state
         self.model.load_state_dict(state)
 
     def progress(self, desc: str):
@@ -426,16 +402,16 @@ class TrainingEngine:
 
     def result_kwargs(self) -> dict[str, Any]:
         """Fields shared by :class:`TrainResult` and its subclasses."""
-        best = copy.deepcopy(self.model)
-        best.load_state_dict(self.best_state)
-        best.eval()
+        raw = copy.deepcopy(self.model)
+        raw.load_state_dict(self.selected_state)
+        raw.eval()
         ema = copy.deepcopy(self.model)
-        ema.load_state_dict(self.best_ema_state)
+        ema.load_state_dict(self.selected_ema_state)
         ema.eval()
         for p in ema.parameters():
             p.requires_grad_(False)
-        return dict(model=best, ema_model=ema, history=self.history_frame(),
-                    best_epoch=self.best_epoch, best_val_loss=self.selected_val,
+        return dict(model=raw, ema_model=ema, history=self.history_frame(),
+                    selected_epoch=self.selected_epoch, selected_val_loss=self.selected_val,
                     epochs_run=self.epochs_run, stopped_early=self.stopped_early,
                     diverged=self.diverged, diverged_epoch=self.diverged_epoch,
                     config=asdict(self.config), sets=self.masks)
@@ -447,7 +423,7 @@ def train(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
 
     Every set in ``sets`` is evaluated after every epoch (``history``); the state with
     the lowest mean random-split loss is kept, together with the EMA at that epoch.
-    A non-finite loss stops the run (``result.diverged``) and the best finite state is
+    A non-finite loss stops the run (``result.diverged``) and the last finite state is
     returned; no optimiser step is ever taken on a NaN loss.
 
     Args:
@@ -455,22 +431,10 @@ def train(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
         X: Standardised features ``(n, d)``, float32.
         y: Targets ``(n,)``.
         sets: Boolean masks (dict or DataFrame) with ``"train"`` and ``Rsplt1..5``.
-        config: Training hyperparameters; defaults to ``TrainConfig()``.
+        config: The recipe; defaults to ``TrainConfig()``.
 
     Returns:
         A :class:`TrainResult`.
     """
     config = TrainConfig() if config is None else config
-    eng = TrainingEngine(model, X, y, sets, config)
-    with eng.progress("train"):
-        for epoch in range(config.epochs):
-            started = time.perf_counter()
-            good = clone_state(eng.model)
-            try:
-                loss = eng.plain_epoch(epoch)
-                if eng.end_epoch(epoch, loss, started):
-                    break
-            except Diverged:
-                eng.mark_diverged(epoch, good)
-                break
-    return TrainResult(**eng.result_kwargs())
+    return TrainingEngine(model, X, y, sets, config).fit()

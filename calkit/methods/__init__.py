@@ -1,0 +1,26 @@
+"""Training methods, each declared once in the registry (:mod:`calkit.methods.registry`).
+
+Importing this package registers every method, family by family, in the order of tables and
+error messages: ``plain`` (the baseline), ``cal`` (CAL, targeted CAL and the paper's
+ablations) and ``finetune``.
+"""
+
+import importlib
+
+from calkit.methods.registry import (
+    REGISTRY,
+    Method,
+    MethodInputs,
+    MethodOutput,
+    get_method,
+    method_label,
+    method_names,
+    register,
+)
+
+FAMILY_MODULES = ("plain", "cal", "finetune")
+for _module in FAMILY_MODULES:
+    importlib.import_module(f"calkit.methods.{_module}")
+
+__all__ = ["REGISTRY", "Method", "MethodInputs", "MethodOutput", "get_method", "method_label",
+           "method_names", "register"]

@@ -1,0 +1,276 @@
+"""CAL: SAL + loss-sorted partial sampling + targeting, as an epoch hook on the engine.
+
+Reference: Li, Miklaucic & Hu, arXiv 2408.09297. The SAL maths is in :mod:`calkit.sal`;
+this module is the schedule (:class:`CALSchedule`): ``pre_adv_epochs`` plain warm-up epochs
+on all training rows; then adversarial epochs on the ``partial_fraction`` highest-loss
+training rows (re-sorted every ``epochs_between_regens`` epochs), each batch taking a
+supervised step and then a SAL step on the adversarial source (the same batch, or in
+targeted mode a batch of the N target rows). EMA, selection, early stopping and the NaN
+guard are the engine's (:class:`calkit.engine.TrainingEngine`).
+
+Choices where the paper is silent (all parameters of :class:`calkit.config.SALConfig`):
+
+* ``w_update="epoch"`` (default): ``delta_w`` is summed over the epoch's batches and ``w``
+  moves once per adversarial epoch. Per batch (``"batch"``) each of ~21 updates per
+  epoch moves the largest weight by 20, so from 100 every weight goes negative and is
+  frozen within 20-30 epochs (cal-paper.md section 8), after which SAL is plain uniform
+  adversarial training.
+* The reset-and-freeze rule is applied after every ``w`` update (the paper: end of each
+  adversarial epoch; identical for ``w_update="epoch"``), so the attack never sees a
+  negative cost.
+* The high-loss rows are re-shuffled every adversarial epoch (the research code walks
+  them in sorted order).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from calkit.columns import resolve_set_name
+from calkit.config import CALConfig, SALConfig
+from calkit.engine import TrainingEngine, TrainResult
+from calkit.methods.registry import Method, MethodInputs, MethodOutput, register
+from calkit.sal import SALState, hyper_parameter_index, sal_step
+from calkit.utils import SetMasks, as_mask_dict
+
+
+def select_target(sets: SetMasks, target_set: str, n_target: int, seed: int = 3141,
+                  n_rows: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draw ``n_target`` rows of an OOD set once and remove them from every evaluation set.
+
+    Args:
+        sets: Boolean masks.
+        target_set: Name or alias (``"relation"``) of the set to target.
+        n_target: Number of rows to draw (all of the set if larger).
+        seed: Seed of the draw (paper 3141).
+        n_rows: Number of rows (inferred from the masks when omitted).
+
+    Returns:
+        ``(indices, new_sets)``: sorted row indices of the drawn samples, and masks where
+        those rows are removed from every set (so ``target_set`` is evaluated on the
+        rows not used for training) plus a new set ``"<target_set>_target"`` holding them.
+    """
+    first = next(iter(sets.values())) if not isinstance(sets, pd.DataFrame) else sets.iloc[:, 0]
+    masks = as_mask_dict(sets, len(first) if n_rows is None else n_rows)
+    name = resolve_set_name(target_set, list(masks))
+    if n_target < 1:
+        raise ValueError(f"n_target must be >= 1 for a targeted method, got {n_target}.")
+    rows = np.flatnonzero(masks[name])
+    if len(rows) < 1:
+        raise ValueError(f"target set {name!r} is empty; choose another target set.")
+    n = min(n_target, len(rows))
+    idx = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
+    drawn = np.zeros_like(masks[name])
+    drawn[idx] = True
+    new = {k: m & ~drawn for k, m in masks.items()}
+    new[f"{name}_target"] = drawn
+    return idx, new
+
+
+@dataclass
+class CALResult(TrainResult):
+    """:class:`~calkit.engine.TrainResult` plus CAL diagnostics.
+
+    Attributes:
+        w: Final cost weights (NumPy).
+        w_history: ``(epochs_run, d)`` cost weights at the end of every epoch.
+        frozen: Final frozen flags.
+        target_set: Canonical name of the targeted set, if any.
+        target_indices: Rows drawn as the adversarial source (targeted mode).
+        selected_in_warmup: Whether model selection picked a warm-up epoch (then the
+            adversarial phase did not help by the validation rule).
+    """
+
+    w: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    w_history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    frozen: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    target_set: str | None = None
+    target_indices: np.ndarray | None = None
+    selected_in_warmup: bool = False
+
+
+class CALSchedule:
+    """The CAL epoch (``engine.fit(schedule)``): warm-up, partial sampling, SAL steps.
+
+    Args:
+        engine: The engine the run trains on.
+        sal: SAL settings.
+        target_rows: Row indices of the adversarial source in targeted mode, else ``None``.
+    """
+
+    def __init__(self, engine: TrainingEngine, sal: SALConfig,
+                 target_rows: np.ndarray | None = None) -> None:
+        self.sal = sal
+        self.state = SALState.create(engine.X.shape[1], sal.w_init, engine.device)
+        self.params = [p for p in engine.model.parameters() if p.requires_grad]
+        self.hyper_index = hyper_parameter_index(engine.model, self.params, sal.grad_layers)
+        self.theta_opt = engine.make_adam(sal.theta_lr)
+        self.target_rows = None if target_rows is None else \
+            torch.as_tensor(target_rows, device=engine.device)
+        self.partial: torch.Tensor | None = None
+        self.w_history: list[np.ndarray] = []
+
+    def __call__(self, eng: TrainingEngine, epoch: int) -> tuple[float, dict[str, float]]:
+        """One epoch: plain during warm-up, adversarial after; returns loss and diagnostics."""
+        sal = self.sal
+        extra: dict[str, float] = {"phase": float(epoch >= sal.pre_adv_epochs)}
+        if epoch < sal.pre_adv_epochs:
+            loss = eng.plain_epoch(epoch)
+            extra.update(perturbation=0.0, adv_loss=math.nan, n_adv_rows=0)
+        else:
+            adv_epoch = epoch - sal.pre_adv_epochs
+            if self.partial is None or adv_epoch % sal.epochs_between_regens == 0:
+                self.partial = self.partial_rows(eng)
+            loss, stats = self.adversarial_epoch(eng, epoch)
+            extra.update(stats)
+        extra.update(self.state.stats())
+        self.w_history.append(self.state.w.detach().cpu().numpy().copy())
+        return loss, extra
+
+    def partial_rows(self, eng: TrainingEngine) -> torch.Tensor:
+        """Training rows of an adversarial epoch: the highest-loss fraction (or all for AA)."""
+        sal = self.sal
+        if sal.adversarial_on_all:
+            return eng.train_idx
+        n = len(eng.train_idx)
+        k = sal.partial_batches * eng.config.batch_size if sal.partial_batches else \
+            math.ceil(sal.partial_fraction * n)
+        losses = eng.per_sample_loss(eng.train_idx)
+        order = torch.argsort(losses, descending=True, stable=True)
+        return eng.train_idx[order[:min(max(k, 2), n)]]
+
+    def adversarial_epoch(self, eng: TrainingEngine, epoch: int) -> tuple[float, dict[str, float]]:
+        """Supervised + SAL steps over the partial rows; returns mean loss and diagnostics."""
+        sal, state, partial = self.sal, self.state, self.partial
+        eng.set_train_mode(epoch)
+        train_mode = eng.model.training
+        eng.start_ema_at(epoch)
+        alpha_t = sal.alpha / math.sqrt(epoch + 1)
+        source_batches = None
+        if self.target_rows is not None and sal.sal:
+            source_batches = list(eng.batches(self.target_rows))
+        if sal.supervised_on_all and source_batches is None:
+            source_batches = list(eng.batches(partial))
+        n_sal_steps = len(source_batches) if sal.supervised_on_all and source_batches else None
+        # Ablation PS when the supervised steps already cover every row: the high-loss rows are
+        # revisited with the theta steps, unperturbed, so PS differs from plain training only
+        # by partial sampling (without it, PS would be plain training).
+        revisit = not sal.sal and sal.supervised_on_all
+        supervised_rows = eng.train_idx if sal.supervised_on_all else partial
+        total, count, pert, adv, n_sal = 0.0, 0, 0.0, 0.0, 0
+        for i, (xb, yb) in enumerate(eng.batches(supervised_rows)):
+            total += eng.supervised_step(xb, yb) * len(yb)
+            count += len(yb)
+            if sal.sal and (n_sal_steps is None or i < n_sal_steps):
+                xs, ys = (xb, yb) if source_batches is None else \
+                    source_batches[i % len(source_batches)]
+                p, a = sal_step(eng.model, self.params, self.hyper_index, self.theta_opt, state,
+                                xs, ys, sal, eng.config.loss, alpha_t, eng.gen, train_mode)
+                pert, adv, n_sal = pert + p, adv + a, n_sal + 1
+                if sal.w_update == "batch":
+                    state.apply_update(sal.deltaall, sal.w_eps, sal.negative_weight_reset)
+            elif revisit and i < n_sal_steps:
+                xs, ys = source_batches[i % len(source_batches)]
+                adv += self._revisit_steps(eng, xs, ys)
+                n_sal += 1
+            eng.ema.update()
+        if sal.sal and sal.w_update == "epoch":
+            state.apply_update(sal.deltaall, sal.w_eps, sal.negative_weight_reset)
+        return total / max(count, 1), {
+            "perturbation": pert / max(n_sal, 1), "adv_loss": adv / n_sal if n_sal else math.nan,
+            "n_adv_rows": int(len(partial))}
+
+    def _revisit_steps(self, eng: TrainingEngine, x: torch.Tensor, y: torch.Tensor) -> float:
+        """``theta_epochs`` clean theta steps on ``(x, y)`` (ablation PS); returns mean loss."""
+        steps = self.sal.theta_epochs
+        return sum(eng.optimizer_step(self.theta_opt, x, y, "partial-sampling")
+                   for _ in range(steps)) / steps
+
+
+def fit_cal(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
+            config: CALConfig | None = None, target_set: str | None = None,
+            n_target: int = 0, target_seed: int = 3141) -> CALResult:
+    """Train ``model`` with CAL (or targeted CAL, or an ablation).
+
+    Args:
+        model: Network to train in place (e.g. ``build_model("paper", 145)``).
+        X: Standardised features ``(n, d)``.
+        y: Targets ``(n,)``.
+        sets: Boolean masks with ``"train"`` and ``Rsplt1..5``.
+        config: Recipe and SAL settings; ``None`` is ``CALConfig()`` (the paper's SAL).
+        target_set: Targeted CAL: the OOD set (name or alias) whose ``n_target`` rows,
+            drawn with ``target_seed``, are the adversarial source; they are removed from
+            every evaluation set (see :func:`select_target`).
+        n_target: Number of target rows (required with ``target_set``).
+        target_seed: Seed of the draw of the target rows (paper 3141).
+
+    Returns:
+        A :class:`CALResult`. Per-epoch diagnostics in ``history``: ``phase``
+        (0 warm-up, 1 adversarial), ``w_min``, ``w_median``, ``w_max``, ``w_frozen``,
+        ``gamma``, ``perturbation`` (mean ``|x_A - x|``), ``adv_loss``, ``n_adv_rows``.
+    """
+    config = (config or CALConfig()).validate()
+    target_idx, target_name = None, None
+    if target_set is not None:
+        target_name = resolve_set_name(target_set, list(as_mask_dict(sets, len(X))))
+        target_idx, sets = select_target(sets, target_name, n_target, target_seed,
+                                         n_rows=len(X))
+    eng = TrainingEngine(model, X, y, sets, config.train)
+    schedule = CALSchedule(eng, config.sal, target_idx)
+    base = eng.fit(schedule, "cal" if target_set is None else f"cal->{target_name}")
+    state = schedule.state
+    return CALResult(**vars(base), w=state.w.cpu().numpy(), w_history=np.array(schedule.w_history),
+                     frozen=state.frozen.cpu().numpy(), target_set=target_name,
+                     target_indices=target_idx,
+                     selected_in_warmup=0 <= base.selected_epoch < config.sal.pre_adv_epochs)
+
+
+def run_cal(inputs: MethodInputs) -> MethodOutput:
+    """Registry run function of the CAL family."""
+    result = fit_cal(inputs.model, inputs.X, inputs.y, inputs.masks,
+                     CALConfig(inputs.train, inputs.sal), target_set=inputs.target_set,
+                     n_target=inputs.n_target, target_seed=inputs.target_seed)
+    extra = {"w_final": np.asarray(result.w).round(6).tolist(),
+             "w_frozen": int(np.asarray(result.frozen).sum()),
+             "selected_in_warmup": bool(result.selected_in_warmup)}
+    if result.target_set is not None:
+        extra.update(target_set=result.target_set, target_indices=result.target_indices.tolist())
+    return MethodOutput(result.model, result.ema_model, result.history, result.sets,
+                        result.run_info(), extra)
+
+
+_PAPER_ABLATION = "paper ablation (meaning inferred from the figure labels)"
+
+register(Method("cal", "CAL", "cal", run_cal,
+                "CAL: SAL steps on the high-loss training rows after a plain warm-up",
+                paper_rows=("base", "ablation")))
+register(Method(
+    "targeted", "targeted CAL", "cal", run_cal,
+    "targeted CAL: the SAL source is N rows drawn once from one OOD set",
+    recipe_changes={"selection": "last"},
+    why="Targeting trades in-distribution accuracy for the target set, so the random-split "
+        "rule tends to keep a warm-up epoch and discard the targeting; the final state is "
+        "kept instead (the N target rows are never evaluated, so nothing is tuned on them).",
+    needs_target=True, paper_rows=("targeted",)))
+register(Method("pg_first", "PG 1st", "cal", run_cal,
+                f"SAL's hypergradient through the first layer only; {_PAPER_ABLATION}",
+                sal_changes={"grad_layers": "first"}, paper_rows=("ablation",)))
+register(Method("pg_last", "PG Last", "cal", run_cal,
+                f"SAL's hypergradient through the last layer only; {_PAPER_ABLATION}",
+                sal_changes={"grad_layers": "last"}, paper_rows=("ablation",)))
+register(Method("aa", "AA", "cal", run_cal,
+                f"adversarial training on all training rows (no partial sampling); "
+                f"{_PAPER_ABLATION}",
+                sal_changes={"adversarial_on_all": True}, paper_rows=("ablation",)))
+register(Method("ps", "PS", "cal", run_cal,
+                f"partial sampling without SAL; {_PAPER_ABLATION}",
+                sal_changes={"sal": False}, paper_rows=("ablation",)))
+register(Method("irnet3", "IRnet-3", "cal", run_cal,
+                f"CAL with the small earlier IRnet-3 network; {_PAPER_ABLATION}",
+                model_preset="irnet3", paper_rows=("ablation",)))

@@ -1,0 +1,160 @@
+"""The method registry: every training method is declared here once.
+
+A :class:`Method` says what a method is called, how it departs from its profile's recipe
+and SAL settings, how it runs, whether it starts from a trained baseline and which rows of
+the paper's tables it answers. The run config check, the run identity, the sweep's ordering,
+the notebooks' parameter check and the reporting all read this registry; adding a method is
+one :func:`register` call next to its run function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+FAMILIES = ("plain", "cal", "finetune")
+
+
+@dataclass
+class MethodInputs:
+    """What a method's run function receives from the runner.
+
+    Attributes:
+        X: Standardised features ``(n, d)``.
+        y: Targets ``(n,)``.
+        masks: Boolean set flags (with ``train`` and the validation splits).
+        model: A freshly initialised network (seeded), or ``None`` for methods that start
+            from the baseline.
+        train: The resolved recipe.
+        sal: The resolved SAL settings (CAL family), else ``None``.
+        finetune: The resolved fine-tuning protocol (fine-tune family), else ``None``.
+        target_set: Canonical target set name, if the method targets one.
+        n_target: Number of target rows.
+        target_seed: Seed of the draw of the target rows (the same rows for every method).
+        baseline: Returns the baseline's ``(raw, ema)`` models (fine-tune family).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    masks: dict[str, np.ndarray]
+    model: nn.Module | None
+    train: Any
+    sal: Any = None
+    finetune: Any = None
+    target_set: str | None = None
+    n_target: int = 0
+    target_seed: int = 3141
+    baseline: Callable[[], tuple[nn.Module, nn.Module]] | None = None
+
+
+@dataclass
+class MethodOutput:
+    """What a method's run function returns to the runner.
+
+    Attributes:
+        model: The raw model at the selected epoch.
+        ema_model: The EMA model at the selected epoch (the paper's reported model).
+        history: Per-epoch history (empty for methods without epochs of their own).
+        eval_masks: The sets to evaluate (targeted methods remove their N rows).
+        run_info: Selection and stopping facts (``selected_epoch``, ``epochs_run``, ...).
+        extra: Method-specific record fields (cost weights, target rows, fine-tune choice).
+    """
+
+    model: nn.Module
+    ema_model: nn.Module
+    history: pd.DataFrame
+    eval_masks: Mapping[str, np.ndarray]
+    run_info: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registered training method.
+
+    Attributes:
+        name: Registry key, used in run configs, grids, record ids and notebooks.
+        label: Short label for tables and figures.
+        family: ``plain``, ``cal`` or ``finetune``: which run function and config parts apply.
+        run: ``MethodInputs -> MethodOutput``.
+        description: One line for the book's method table.
+        recipe_changes: Deliberate departures from the profile's recipe (field -> value).
+        sal_changes: Departures from the profile's SAL settings (CAL family).
+        why: Why those departures exist (shown with the config in the book).
+        model_preset: A model preset that replaces the profile's (``None`` keeps it).
+        needs_target: Whether the run needs ``target_set`` and ``n_target``.
+        needs_baseline: Whether the run starts from the trained baseline of the same seed.
+        saves_checkpoint: Whether the run stores its weights (methods that others start from).
+        paper_rows: Tables of the paper the method has rows in (``base``, ``targeted``,
+            ``ablation``).
+    """
+
+    name: str
+    label: str
+    family: str
+    run: Callable[[MethodInputs], MethodOutput]
+    description: str
+    recipe_changes: Mapping[str, Any] = field(default_factory=dict)
+    sal_changes: Mapping[str, Any] = field(default_factory=dict)
+    why: str = ""
+    model_preset: str | None = None
+    needs_target: bool = False
+    needs_baseline: bool = False
+    saves_checkpoint: bool = False
+    paper_rows: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"method {self.name!r}: unknown family {self.family!r}; "
+                             f"valid: {', '.join(FAMILIES)}.")
+        if self.sal_changes and self.family != "cal":
+            raise ValueError(f"method {self.name!r}: only CAL-family methods have SAL settings.")
+
+
+_REGISTRY: dict[str, Method] = {}
+REGISTRY: Mapping[str, Method] = MappingProxyType(_REGISTRY)
+"""Read-only view of every registered method, in registration order."""
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (a name may be registered once)."""
+    if method.name in _REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered.")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def method_names() -> tuple[str, ...]:
+    """Names of every registered method, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    """The registered method called ``name``.
+
+    Raises:
+        ValueError: For an unknown name, listing the valid ones.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown method {name!r}. Valid methods: {', '.join(_REGISTRY)}.")
+    return _REGISTRY[name]
+
+
+def method_label(key: str) -> str:
+    """Readable label of a method key such as ``cal[supervised_on_all=False]``."""
+    base, _, variant = key.partition("[")
+    label = _REGISTRY[base].label if base in _REGISTRY else base
+    if variant:
+        variant = variant.rstrip("]")
+        label += ", " + VARIANT_LABELS.get(variant, variant)
+    return label
+
+
+VARIANT_LABELS = {"supervised_on_all=False": "literal loop"}
+"""Short names of config-override variants that the grids run."""

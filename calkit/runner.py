@@ -1,0 +1,250 @@
+"""Run one configuration end to end and store its record: the flow every entry point uses.
+
+``run_experiment``: resolve the request -> look up the record (hit: done) -> prepare the data
+-> build the model -> the registered method's run function on the engine -> evaluate -> write
+the record (and a checkpoint for methods that others start from). Nothing below calls back
+into the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from calkit import columns as col
+from calkit.data import repo_root
+from calkit.methods import MethodInputs
+from calkit.pipeline import DataBundle, prepare_data
+from calkit.runs import RECORD_FORMAT, ResolvedRun, RunConfig
+from calkit.store import checkpoint_path, load_record, record_path, write_json
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads (restored afterwards)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def environment_info(device: str) -> dict:
+    """Hardware, package versions and the git commit, stored with every record."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    from calkit.utils import select_device
+
+    versions = {}
+    for package in ("calkit", "torch", "numpy", "pandas", "scikit-learn", "matminer",
+                    "pymatgen", "umap-learn"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    commit, dirty = None, None
+    root = repo_root()
+    if root is not None:
+        try:
+            git = ["git", "-C", str(root)]
+            commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    check=True).stdout.strip()
+            dirty = bool(subprocess.run([*git, "status", "--porcelain", "--untracked-files=no",
+                                         "calkit"], capture_output=True, text=True,
+                                        check=True).stdout.strip())
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    resolved = select_device(device)
+    return {
+        "git_commit": commit,
+        "git_dirty_calkit": dirty,
+        "versions": {"python": platform.python_version(), **versions},
+        "hardware": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "device": str(resolved),
+            "gpu": torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else None,
+        },
+    }
+
+
+def _metrics_dict(table: pd.DataFrame) -> dict:
+    return {name: {k: float(v) for k, v in row.items()} for name, row in table.iterrows()}
+
+
+def _predictions(model, bundle: DataBundle, masks: dict[str, np.ndarray], names: list[str]) -> dict:
+    from calkit.metrics import predict
+
+    out = {}
+    for name in names:
+        if name not in masks or not masks[name].any():
+            continue
+        rows = np.flatnonzero(masks[name])
+        out[name] = {
+            "id": bundle.frame[col.ID].to_numpy()[rows].tolist(),
+            "y": bundle.y[rows].round(5).tolist(),
+            "pred": np.asarray(predict(model, bundle.X[rows])).round(5).tolist(),
+        }
+    return out
+
+
+def _load_models(run: ResolvedRun, path: Path, in_features: int):
+    import torch
+
+    from calkit.models import build_model
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    models = []
+    for key in ("model", "ema_model"):
+        model = build_model(run.model_preset, in_features)
+        model.load_state_dict(state[key])
+        model.eval()
+        models.append(model)
+    return models
+
+
+def baseline_models(config: RunConfig, bundle: DataBundle, root=None, progress: bool = True):
+    """The ``(raw, ema)`` models of ``config``'s baseline, from its checkpoint.
+
+    The checkpoint is git-ignored, so on a fresh clone the record may exist without it: the
+    baseline is then retrained (deterministic for a fixed config and seed) and its metrics are
+    checked against the stored record before the checkpoint is used.
+    """
+    base = config.baseline().resolve()
+    ckpt = checkpoint_path(base.run_id, config.profile, root)
+    if not ckpt.is_file():
+        stored = record_path(base.run_id, config.profile, root)
+        if stored.is_file():
+            seconds = load_record(stored).get("wall_seconds")
+            print(f"[calkit] baseline checkpoint {ckpt.name} is missing (checkpoints are not "
+                  f"committed); retraining {base.run_id} now (its record took "
+                  f"{seconds or '?'} s) and checking it against the stored record.",
+                  file=sys.stderr, flush=True)
+        run_experiment(config.baseline(), root=root, progress=progress, bundle=bundle,
+                       rebuild_checkpoint=True)
+    return _load_models(base, ckpt, bundle.X.shape[1])
+
+
+class RecordMismatch(RuntimeError):
+    """A recomputed run does not reproduce its stored record."""
+
+
+def run_experiment(config: RunConfig, root: str | Path | None = None, force: bool = False,
+                   progress: bool = True, bundle: DataBundle | None = None,
+                   rebuild_checkpoint: bool = False) -> dict:
+    """Run one configuration and write its record, or return the record if it exists.
+
+    The record (JSON, under ``results/<profile>/runs/<run_id>.json``) holds the request, the
+    resolved settings the run id covers, per-set metrics of the raw and the EMA model, the
+    per-epoch history, predictions on the relation and target sets, the git commit, package
+    versions, hardware and wall time. It is written atomically, so an interrupted run leaves
+    no record and is simply run again.
+
+    Args:
+        config: The run.
+        root: Results root (default ``$CALKIT_RESULTS`` or the repository's ``results/``).
+        force: Recompute even if a record exists.
+        progress: Show progress bars.
+        bundle: A prepared data bundle to reuse (must match the config's data set/profile).
+        rebuild_checkpoint: Recompute a run whose record exists to restore its checkpoint;
+            the recomputed metrics must equal the stored ones (else :class:`RecordMismatch`).
+
+    Returns:
+        The record as a dict.
+    """
+    import torch
+
+    from calkit.engine import TrainingEngine  # noqa: F401  (torch-heavy; imported lazily)
+    from calkit.metrics import evaluate_sets
+    from calkit.models import build_model, parameter_count
+    from calkit.utils import seed_everything
+
+    run = config.resolve()
+    path = record_path(run.run_id, config.profile, root)
+    stored = load_record(path) if path.is_file() else None
+    if stored is not None and not force and not rebuild_checkpoint:
+        return stored
+    started = time.perf_counter()
+    started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    if bundle is None or (bundle.dataset, bundle.profile, bundle.protocol) != \
+            (config.dataset, config.profile, config.protocol):
+        bundle = prepare_data(config.dataset, config.profile, progress=progress,
+                              protocol=config.protocol)
+    if run.identity["sets"]["source"] != bundle.sets_source:
+        raise ValueError(f"run {run.run_id} is defined on {run.identity['sets']['source']} sets "
+                         f"but the data bundle's sets are {bundle.sets_source}; prepare the data "
+                         "with prepare_data(..., sets_source='shipped').")
+    method = run.method
+    train_cfg = run.train
+    train_cfg.progress = progress
+    with torch_threads(run.threads):
+        model = None
+        if not method.needs_baseline:
+            seed_everything(config.seed)
+            model = build_model(run.model_preset, bundle.X.shape[1])
+        inputs = MethodInputs(
+            X=bundle.X, y=bundle.y, masks=bundle.masks(), model=model, train=train_cfg,
+            sal=run.sal, finetune=run.finetune,
+            target_set=(run.identity["target"] or {}).get("set"), n_target=config.n_target,
+            target_seed=config.target_seed,
+            baseline=lambda: baseline_models(config, bundle, root, progress))
+        out = method.run(inputs)
+        eval_masks = {k: np.asarray(v, bool) for k, v in dict(out.eval_masks).items()}
+        metrics = {
+            "raw": _metrics_dict(evaluate_sets(out.model, bundle.X, bundle.y, eval_masks)),
+            "ema": _metrics_dict(evaluate_sets(out.ema_model, bundle.X, bundle.y, eval_masks)),
+        }
+        environment = environment_info(config.device)
+    if stored is not None and rebuild_checkpoint and metrics != stored["metrics"]:
+        raise RecordMismatch(
+            f"recomputing {run.run_id} did not reproduce its stored metrics; the record was "
+            "made by other code or another machine. Rerun it with force=True (or "
+            "`calkit sweep GRID --rerun-stale`) to replace it.")
+    if method.saves_checkpoint:
+        ckpt = checkpoint_path(run.run_id, config.profile, root)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": out.model.state_dict(), "ema_model": out.ema_model.state_dict()},
+                   ckpt)
+    if stored is not None and rebuild_checkpoint:
+        return stored
+    pred_sets = sorted({col.RELATION, *([out.extra["target_set"]]
+                                        if "target_set" in out.extra else [])})
+    history = out.history
+    record = {
+        "format": RECORD_FORMAT,
+        "run_id": run.run_id,
+        "request": config.request(),
+        "resolved": run.identity,
+        "method": method.name,
+        "n_parameters": parameter_count(out.model),
+        "seed": config.seed,
+        "metrics": metrics,
+        "predictions": _predictions(out.ema_model, bundle, eval_masks, pred_sets),
+        **out.run_info,
+        **out.extra,
+        "history": {k: list(v.values()) for k, v in json.loads(history.to_json()).items()},
+        "data": {"rows": len(bundle.frame), "fit_on": bundle.fit_on,
+                 "sets_source": bundle.sets_source},
+        **environment,
+        "started_at": started_at,
+        "wall_seconds": round(time.perf_counter() - started, 2),
+    }
+    write_json(record, path)
+    return load_record(path)  # as later readers see it (JSON types: lists, not tuples)

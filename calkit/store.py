@@ -1,0 +1,150 @@
+"""The record store: atomic JSON records by run id, stale detection, and checkpoints.
+
+Records live under ``<root>/<profile>/runs/<run_id>.json`` (root: ``$CALKIT_RESULTS`` or the
+repository's ``results/``); checkpoints of methods that others start from live, git-ignored,
+under ``<root>/<profile>/checkpoints/``. A record is *stale* when the code would resolve its
+request to another run id today (a changed default, recipe, method entry or record format):
+stale records are listed, never used, and ``calkit sweep GRID --rerun-stale`` recomputes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calkit.data import repo_root
+from calkit.runs import RECORD_FORMAT, RunConfig
+
+RESULTS_ENV = "CALKIT_RESULTS"
+
+
+def results_dir(profile: str, root: str | Path | None = None) -> Path:
+    """``<root>/<profile>``; root is ``$CALKIT_RESULTS`` or the repository's ``results/``."""
+    if root is None:
+        root = os.environ.get(RESULTS_ENV) or (
+            (repo_root() or Path.home() / ".cache" / "calkit") / "results")
+    return Path(root) / profile
+
+
+def record_path(run_id: str, profile: str, root: str | Path | None = None) -> Path:
+    """Where the record of a run id lives."""
+    return results_dir(profile, root) / "runs" / f"{run_id}.json"
+
+
+def checkpoint_path(run_id: str, profile: str, root: str | Path | None = None) -> Path:
+    """Where the weights of a run id live (git-ignored)."""
+    return results_dir(profile, root) / "checkpoints" / f"{run_id}.pt"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value)}")
+
+
+def write_json(payload: dict, path: Path) -> None:
+    """Write ``payload`` atomically (a crash leaves the old file or none, never half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        json.dump(payload, tmp, indent=1, default=_json_default)
+    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600; records are shared files
+    os.replace(tmp.name, path)
+
+
+def load_record(path: str | Path) -> dict:
+    """Read one run record, naming the file if it is not valid JSON."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not a valid run record ({exc}); delete it and rerun its "
+                         "run (`calkit sweep GRID` recomputes missing records).") from exc
+
+
+def load_records(profile: str, root: str | Path | None = None) -> list[dict]:
+    """Every run record of a profile, current or stale (an empty list if there are none)."""
+    folder = results_dir(profile, root) / "runs"
+    return [load_record(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def current_run_id(record: dict) -> str | None:
+    """The run id the code resolves the record's request to today (``None``: unresolvable)."""
+    if record.get("format") != RECORD_FORMAT or "request" not in record:
+        return None
+    try:
+        return RunConfig.from_request(record["request"]).resolve().run_id
+    except (TypeError, ValueError):
+        return None
+
+
+def is_stale(record: dict) -> bool:
+    """Whether the code would compute something else for this record's request today."""
+    return current_run_id(record) != record.get("run_id")
+
+
+@dataclass
+class RecordSet:
+    """A profile's records split into those the code stands behind and stale ones.
+
+    Attributes:
+        current: Records whose id is what the code resolves their request to today.
+        stale: The others (older format, changed defaults, removed methods).
+    """
+
+    current: list[dict]
+    stale: list[dict]
+
+    def stale_table(self):
+        """One row per stale record: its id, request and the id the code resolves it to."""
+        import pandas as pd
+
+        rows = [{"run_id": r.get("run_id"), "method": (r.get("request") or r.get("config") or
+                                                        {}).get("method"),
+                 "seed": r.get("seed"), "format": r.get("format", 1),
+                 "current id": current_run_id(r) or "-"} for r in self.stale]
+        return pd.DataFrame(rows, columns=["run_id", "method", "seed", "format", "current id"])
+
+
+def partition_records(records: list[dict]) -> RecordSet:
+    """Split records into current and stale (:func:`is_stale`)."""
+    current, stale = [], []
+    for record in records:
+        (stale if is_stale(record) else current).append(record)
+    return RecordSet(current, stale)
+
+
+def stale_records_of(config: RunConfig, root: str | Path | None = None) -> list[Path]:
+    """Stored records made for the same request as ``config`` under another run id."""
+    folder = results_dir(config.profile, root) / "runs"
+    if not folder.is_dir():
+        return []
+    want = json.loads(json.dumps(config.request(), default=_json_default))
+    run_id = config.run_id
+    found = []
+    for path in sorted(folder.glob(f"{config.method}-*.json")):
+        if path.stem == run_id:
+            continue
+        record = load_record(path)
+        if record.get("request") == want or _old_request(record) == want:
+            found.append(path)
+    return found
+
+
+def _old_request(record: dict) -> dict | None:
+    """The request of a format-1 record (its ``config`` field), in today's form."""
+    old = record.get("config")
+    if record.get("format") is not None or not isinstance(old, dict):
+        return None
+    return {**RunConfig(method=old["method"]).request(), **old}

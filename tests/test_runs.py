@@ -1,0 +1,236 @@
+"""The method registry, run configs, the run identity, the record store and the runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from calkit import methods, profiles, runner, store, sweep
+from calkit.methods import REGISTRY, Method, get_method, method_label
+from calkit.methods.plain import run_plain
+from calkit.methods.registry import _REGISTRY
+from calkit.runs import RECORD_FORMAT, RunConfig
+
+
+def _config(name: str, **kw) -> RunConfig:
+    target = dict(target_set="relation", n_target=8) if get_method(name).needs_target else {}
+    return RunConfig(method=name, profile="smoke", **{**target, **kw})
+
+
+def test_every_registered_method_reaches_every_consumer(tmp_path):
+    """Walk the registry: each method validates, resolves to the right config parts, has a
+    label, is ordered by the sweep after the runs it needs, and gets a record path."""
+    assert list(REGISTRY)[:3] == ["baseline", "cal", "targeted"]
+    grid = tmp_path / "all.yaml"
+    grid.write_text("runs:\n" + "".join(
+        f"  - {{method: {m.name}"
+        + (", target_set: relation, n_target: 8" if m.needs_target else "") + "}\n"
+        for m in REGISTRY.values()))
+    configs = sweep.load_grid(grid, profile="smoke")
+    assert {c.method for c in configs} == set(REGISTRY)
+    seen_needing = False
+    for config in configs:
+        method = get_method(config.method)
+        seen_needing |= method.needs_baseline
+        assert method.needs_baseline == seen_needing, "sweep must order baselines first"
+        run = config.resolve()
+        assert run.run_id.startswith(f"{method.name}-") and run.method is method
+        assert method_label(method.name) == method.label and method.label
+        assert (run.sal is not None) == (method.family == "cal")
+        assert (run.finetune is not None) == (method.family == "finetune")
+        for key, value in method.recipe_changes.items():
+            assert getattr(run.train, key) == value, (method.name, key)
+        for key, value in method.sal_changes.items():
+            assert getattr(run.sal, key) == value, (method.name, key)
+        assert run.model_preset == (method.model_preset or profiles.PROFILES["smoke"].model_preset)
+        path = store.record_path(run.run_id, "smoke", tmp_path)
+        assert path.name == f"{run.run_id}.json"
+        assert set(method.paper_rows) <= {"base", "targeted", "ablation"}
+
+
+def test_unknown_names_fail_with_the_valid_ones():
+    with pytest.raises(ValueError, match="Valid methods: baseline, cal, targeted"):
+        RunConfig(method="sal").validate()
+    with pytest.raises(ValueError, match="Valid profiles"):
+        RunConfig(profile="gpu").validate()
+    with pytest.raises(ValueError, match="needs target_set"):
+        RunConfig(method="targeted").validate()
+    with pytest.raises(ValueError, match="takes no target"):
+        RunConfig(method="cal", target_set="relation", n_target=4).validate()
+    with pytest.raises(ValueError, match="unknown set name 'piezzo'"):
+        RunConfig(method="finetune", target_set="piezzo", n_target=8).validate()
+    with pytest.raises(ValueError, match="Valid presets"):
+        RunConfig(model_preset="huge").validate()
+    with pytest.raises(ValueError, match="no delta_e"):
+        RunConfig(dataset="phonons").validate()
+    with pytest.raises(ValueError, match="unknown config field.*atack_lr.*SAL"):
+        RunConfig(method="cal", overrides=(("atack_lr", 1.0),)).validate()
+    with pytest.raises(ValueError, match="has no SAL settings"):
+        RunConfig(method="baseline", overrides=(("attack_lr", 1.0),)).resolve()
+
+
+def test_one_recipe_shared_by_baseline_and_cal_and_declared_changes_only():
+    base = RunConfig(method="baseline").resolve()
+    cal = RunConfig(method="cal").resolve()
+    assert base.train.identity() == cal.train.identity()
+    targeted = RunConfig(method="targeted", target_set="prior", n_target=64).resolve()
+    differs = {k for k, v in targeted.train.identity().items() if base.train.identity()[k] != v}
+    assert differs == set(get_method("targeted").recipe_changes) == {"selection"}
+    pg = RunConfig(method="pg_first").resolve()
+    assert {k for k, v in pg.sal.identity().items() if cal.sal.identity()[k] != v} == \
+        {"grad_layers"}
+
+
+def test_run_id_covers_what_the_run_computes(monkeypatch):
+    config = RunConfig(method="cal", profile="smoke")
+    first = config.run_id
+    assert dataclasses.replace(config, device="cpu").run_id == first  # device: same numbers
+    assert RunConfig(method="targeted", target_set="relation", n_target=8).run_id == \
+        RunConfig(method="targeted", target_set="piezo", n_target=8).run_id  # alias
+    assert dataclasses.replace(config, overrides=(("alpha", 0.25),)).run_id != first
+    smoke = profiles.PROFILES["smoke"]
+    changed = {
+        "recipe": dataclasses.replace(smoke, recipe=dataclasses.replace(smoke.recipe, lr=5e-4)),
+        "sal": dataclasses.replace(smoke, sal=dataclasses.replace(smoke.sal, attack_lr=0.5)),
+        "threads": dataclasses.replace(smoke, threads=2),
+    }
+    for what, prof in changed.items():
+        with monkeypatch.context() as m:
+            m.setitem(profiles.PROFILES, "smoke", prof)
+            assert config.run_id != first, what
+    with monkeypatch.context() as m:
+        m.setattr("calkit.runs.RECORD_FORMAT", RECORD_FORMAT + 1)
+        assert config.run_id != first
+    # A fine-tune's identity includes its baseline's, so a changed recipe reaches it too.
+    ft = RunConfig(method="finetune", profile="smoke", target_set="relation", n_target=8)
+    assert ft.resolve().identity["baseline"] == ft.baseline().run_id
+
+
+@pytest.fixture
+def toy_method():
+    """A method registered for one test: one entry plus its function is all it takes."""
+    entry = methods.register(Method("toy", "toy net", "plain", run_plain, "a test method",
+                                    recipe_changes={"lr": 3e-3}, why="test"))
+    yield entry
+    _REGISTRY.pop("toy")
+
+
+def test_a_new_method_runs_end_to_end_and_records(toy_method, tiny_bundle, tmp_path):
+    config = RunConfig(method="toy", profile="smoke", epochs=2)
+    record = runner.run_experiment(config, root=tmp_path, progress=False, bundle=tiny_bundle)
+    path = store.record_path(config.run_id, "smoke", tmp_path)
+    assert path.is_file() and record["method"] == "toy" and record["format"] == RECORD_FORMAT
+    assert record["resolved"]["train"]["lr"] == 3e-3 and record["request"]["method"] == "toy"
+    assert set(record["metrics"]) == {"raw", "ema"} and record["epochs_run"] == 2
+    assert record["resolved"]["threads"] == record["hardware"]["torch_threads"] == 1
+    assert not store.is_stale(record)
+    # A finished run is never computed again.
+    stamp = path.stat().st_mtime_ns
+    assert runner.run_experiment(config, root=tmp_path, progress=False, bundle=tiny_bundle) == \
+        json.loads(path.read_text())
+    assert path.stat().st_mtime_ns == stamp
+
+
+def test_changed_code_makes_records_stale_and_the_sweep_reruns_them(
+        toy_method, tiny_bundle, tmp_path, monkeypatch, capsys):
+    config = RunConfig(method="toy", profile="smoke", epochs=2)
+    runner.run_experiment(config, root=tmp_path, progress=False, bundle=tiny_bundle)
+    old_id = config.run_id
+    changed = dataclasses.replace(toy_method, recipe_changes={"lr": 1e-3})
+    monkeypatch.setitem(_REGISTRY, "toy", changed)
+    assert config.run_id != old_id
+    records = store.load_records("smoke", tmp_path)
+    split = store.partition_records(records)
+    assert [r["run_id"] for r in split.stale] == [old_id] and not split.current
+    assert split.stale_table()["current id"].tolist() == [config.run_id]
+    assert [p.stem for p in store.stale_records_of(config, tmp_path)] == [old_id]
+    monkeypatch.setattr("calkit.runner.prepare_data", lambda *a, **k: tiny_bundle)
+    assert sweep.run_sweep([config], jobs=1, root=tmp_path, progress=False) == {}
+    assert "only stale records" in capsys.readouterr().out
+    assert not store.record_path(config.run_id, "smoke", tmp_path).is_file()
+    assert sweep.run_sweep([config], jobs=1, root=tmp_path, progress=False,
+                           rerun_stale=True) == {}
+    assert store.record_path(config.run_id, "smoke", tmp_path).is_file()
+    assert not store.record_path(old_id, "smoke", tmp_path).is_file()
+
+
+def test_finetune_rebuilds_a_missing_baseline_checkpoint_and_checks_it(tiny_bundle, tmp_path,
+                                                                       capsys):
+    base = RunConfig(method="baseline", profile="smoke", epochs=2)
+    ft = RunConfig(method="finetune", profile="smoke", epochs=2, target_set="relation",
+                   n_target=16)
+    stored = runner.run_experiment(base, root=tmp_path, progress=False, bundle=tiny_bundle)
+    ckpt = store.checkpoint_path(base.run_id, "smoke", tmp_path)
+    assert ckpt.is_file()
+    ckpt.unlink()  # a fresh clone: the record is committed, the checkpoint is not
+    record = runner.run_experiment(ft, root=tmp_path, progress=False, bundle=tiny_bundle)
+    assert "checkpoint" in capsys.readouterr().err and ckpt.is_file()
+    assert len(record["target_indices"]) == 16
+    assert record["metrics"]["ema"]["piezo_target"]["n"] == 16
+    assert store.load_record(store.record_path(base.run_id, "smoke", tmp_path)) == stored
+    # A stored baseline that the code does not reproduce is refused, not silently replaced.
+    ckpt.unlink()
+    path = store.record_path(base.run_id, "smoke", tmp_path)
+    tampered = {**stored, "metrics": {**stored["metrics"], "ema": {}}}
+    path.write_text(json.dumps(tampered))
+    with pytest.raises(runner.RecordMismatch, match="did not reproduce"):
+        runner.run_experiment(ft, root=tmp_path, progress=False, bundle=tiny_bundle, force=True)
+
+
+def test_corrupted_record_names_the_file(tmp_path):
+    path = tmp_path / "smoke" / "runs" / "baseline-000000000000.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"run_id": ')
+    with pytest.raises(ValueError, match="baseline-000000000000.json is not a valid run record"):
+        store.load_records("smoke", tmp_path)
+
+
+def test_grid_loading_validates_entries(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(
+        "seeds: [0, 1]\nruns:\n"
+        "  - {method: finetune, target_set: relation, n_target: 4}\n"
+        "  - {method: baseline}\n"
+    )
+    configs = sweep.load_grid(grid, profile="smoke")
+    assert [c.method for c in configs] == ["baseline", "baseline", "finetune", "finetune"]
+    assert {c.seed for c in configs} == {0, 1}
+    grid.write_text("runs:\n  - {method: baseline, lr: 1}\n")
+    with pytest.raises(ValueError, match="unknown field"):
+        sweep.load_grid(grid)
+    grid.write_text("runs:\n  - {method: nope}\n")
+    with pytest.raises(ValueError, match="run 0"):
+        sweep.load_grid(grid)
+    assert sweep.main([str(grid)]) == 2
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_jobs_one_and_two_give_identical_records(real_data, tmp_path):
+    """The smoke base grid, one seed, sequentially and in two worker processes."""
+    configs = sweep.load_grid("grids/base.yaml", profile="smoke", seeds=[0])
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert sweep.run_sweep(configs, jobs=1, root=one, progress=False) == {}
+    assert sweep.run_sweep(configs, jobs=2, root=two, progress=False) == {}
+    for config in configs:
+        a = store.load_record(store.record_path(config.run_id, "smoke", one))
+        b = store.load_record(store.record_path(config.run_id, "smoke", two))
+        assert a["metrics"] == b["metrics"], config
+        assert a["history"]["val_loss"] == b["history"]["val_loss"], config
+        assert a["predictions"] == b["predictions"], config
+        assert a["hardware"]["torch_threads"] == b["hardware"]["torch_threads"] == 1
+
+
+@pytest.mark.realdata
+def test_prepare_data_smoke_is_deterministic(real_data):
+    from calkit.pipeline import prepare_data
+
+    a = prepare_data("mp2019", "smoke", progress=False)
+    b = prepare_data("mp2019", "smoke", progress=False)
+    assert len(a.frame) == 3000 and a.X.shape == (3000, 145)
+    assert a.sets.equals(b.sets) and np.array_equal(a.X, b.X)
+    assert np.abs(a.X).max() <= 10.0
+    assert a.sets["train"].sum() > 500
