@@ -23,7 +23,7 @@ LOSSES = ("smooth_l1", "mae")
 SCHEDULES = ("cosine", "plateau", "none")
 SELECTIONS = ("val", "last")
 GRAD_LAYERS = ("all", "first", "last")
-W_UPDATES = ("epoch", "batch")
+W_UPDATES = ("batch", "epoch")
 
 RUNTIME_FIELDS = ("device", "progress")
 """Recipe fields that do not change a run's numbers (left out of the run identity)."""
@@ -46,9 +46,16 @@ class TrainConfig:
         plateau_factor: LR factor of the plateau schedule.
         plateau_patience: Epochs without improvement before the plateau schedule cuts.
         patience: Early stopping: epochs without a new best validation loss.
-        ema_decay: Decay of the exponential moving average of the weights (per step).
+        ema_decay: Decay of the exponential moving average of the weights (per update).
         ema_start_epoch: First epoch the EMA is updated; before it the EMA equals the model.
             ``None``: no EMA (the "EMA model" is the model itself).
+        ema_every: ``"epoch"`` (the authors: one update at the end of each epoch) or
+            ``"step"`` (wave 1: after every supervised step).
+        ema_warmup: The warm-up of the authors' EMA library (torch_ema): after ``n`` updates
+            the decay is ``min(ema_decay, (1 + n) / (10 + n))``.
+        ema_selection: ``"own"``: the EMA model is taken at the epoch of its own lowest
+            validation loss (or the last epoch with ``selection="last"``); ``"raw"`` (wave 1):
+            at the raw model's selected epoch.
         dropout: If set, overrides the model's dropout probability.
         research_eval_mode_quirk: Reproduce the research code's bug of training in eval
             mode after epoch 0 (dropout off, BatchNorm frozen). Off by default.
@@ -76,6 +83,9 @@ class TrainConfig:
     patience: int = 20
     ema_decay: float = 0.999
     ema_start_epoch: int | None = 20
+    ema_every: str = "epoch"
+    ema_warmup: bool = True
+    ema_selection: str = "own"
     dropout: float | None = None
     research_eval_mode_quirk: bool = False
     fused_adam: bool = True
@@ -91,6 +101,8 @@ class TrainConfig:
         _choice("loss", self.loss, LOSSES)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("selection", self.selection, SELECTIONS)
+        _choice("ema_every", self.ema_every, ("epoch", "step"))
+        _choice("ema_selection", self.ema_selection, ("own", "raw"))
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}.")
         if self.lr <= 0:
@@ -141,7 +153,23 @@ class SALConfig:
         w_eps: ``eps`` of the normalised step.
         negative_weight_reset: Value a negative weight is reset to before being frozen
             (CAL: 1; original SAL: 0).
-        w_update: ``"epoch"`` or ``"batch"``: when ``w`` moves (see :mod:`calkit.methods.cal`).
+        w_update: ``"batch"`` (the authors: one ``w`` step per SAL step) or ``"epoch"`` (one
+            step per epoch on the summed hypergradient).
+        w_reset: ``"epoch_end"`` (the authors: negative weights are reset and frozen at the
+            end of each epoch, ``gamma`` is recomputed then, and within an epoch the attack
+            may see negative costs) or ``"every_update"`` (wave 1: right after each step).
+        learn_w: Learn the cost weights (False: the fixed-``w`` control, no hypergradient).
+        theta_optimizer: ``"fresh"`` (the authors: a new Adam for every SAL step) or
+            ``"persistent"`` (wave 1: one Adam for the whole run).
+        theta_lr_schedule: ``"supervised"``: the theta rate follows the supervised schedule
+            (``theta_lr`` times the supervised rate's current fraction of its start), keeping
+            the authors' ratio of the two rates under a decaying schedule; ``"constant"``
+            (wave 1): ``theta_lr`` throughout, so late in a cosine run the unannealed theta
+            steps dominate the updates.
+        target_steps: Targeted mode. ``"authors"``: a SAL step after each of as many
+            supervised steps as base CAL takes (the partial rows' batches), each on all N
+            target rows, as the authors' loop passes them; ``"per_batch"`` (wave 1): one SAL
+            step per target batch of ``batch_size`` rows (1 per epoch for N <= 256).
         grad_layers: ``"all"``, ``"first"`` (PG 1st) or ``"last"`` (PG Last): the parameters
             the hypergradient VJP runs through.
         attack_eval_mode: Run the attack with the network in eval mode.
@@ -165,7 +193,12 @@ class SALConfig:
     xa_grad_reduce: float = 0.01
     w_eps: float = 1e-12
     negative_weight_reset: float = 1.0
-    w_update: str = "epoch"
+    w_update: str = "batch"
+    w_reset: str = "epoch_end"
+    learn_w: bool = True
+    theta_optimizer: str = "fresh"
+    theta_lr_schedule: str = "supervised"
+    target_steps: str = "authors"
     grad_layers: str = "all"
     attack_eval_mode: bool = True
 
@@ -173,6 +206,10 @@ class SALConfig:
         """Raise ``ValueError`` naming the bad field and its valid values; return self."""
         _choice("grad_layers", self.grad_layers, GRAD_LAYERS)
         _choice("w_update", self.w_update, W_UPDATES)
+        _choice("w_reset", self.w_reset, ("epoch_end", "every_update"))
+        _choice("theta_optimizer", self.theta_optimizer, ("fresh", "persistent"))
+        _choice("theta_lr_schedule", self.theta_lr_schedule, ("supervised", "constant"))
+        _choice("target_steps", self.target_steps, ("authors", "per_batch"))
         if not 0.0 < self.partial_fraction <= 1.0:
             raise ValueError(f"partial_fraction must be in (0, 1], got {self.partial_fraction}.")
         if self.r_theta_splits < 1 or self.theta_epochs < 1 or self.attack_epochs < 0:

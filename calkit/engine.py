@@ -39,7 +39,7 @@ class TrainResult:
 
     Attributes:
         model: The raw model at the selected epoch, in eval mode.
-        ema_model: The EMA of the weights as it was at the selected epoch.
+        ema_model: The EMA of the weights at its selected epoch (``ema_selection``).
         history: One row per epoch: ``<set>/loss`` (smooth-L1), ``<set>/mae`` for every
             evaluated set, ``val_loss`` (mean over the validation sets), ``train_batch_loss``,
             ``lr``, ``seconds`` and the method's diagnostics.
@@ -51,6 +51,9 @@ class TrainResult:
         diverged_epoch: The epoch where that happened, else ``None``.
         config: The recipe used (as a dict).
         sets: The set masks used for evaluation.
+        last_model: The raw model after the last epoch run.
+        last_ema_model: The EMA after the last epoch run.
+        ema_selected_epoch: Epoch whose EMA state ``ema_model`` holds.
     """
 
     model: nn.Module
@@ -64,10 +67,15 @@ class TrainResult:
     diverged_epoch: int | None
     config: dict[str, Any]
     sets: dict[str, np.ndarray] = field(repr=False)
+    last_model: nn.Module | None = field(default=None, repr=False)
+    last_ema_model: nn.Module | None = field(default=None, repr=False)
+    ema_selected_epoch: int = -1
 
     def run_info(self) -> dict[str, Any]:
         """Selection and stopping facts, for the run record."""
-        return {"selected_epoch": int(self.selected_epoch), "epochs_run": int(self.epochs_run),
+        return {"selected_epoch": int(self.selected_epoch),
+                "ema_selected_epoch": int(self.ema_selected_epoch),
+                "epochs_run": int(self.epochs_run),
                 "stopped_early": bool(self.stopped_early), "diverged": bool(self.diverged),
                 "diverged_epoch": self.diverged_epoch}
 
@@ -99,8 +107,10 @@ class EMA:
     the live model's state, so a snapshot always reflects "the EMA if any, else the model".
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False) -> None:
         self.decay = decay
+        self.warmup = warmup
+        self.updates = 0
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -112,13 +122,20 @@ class EMA:
         self.model.load_state_dict(self._src.state_dict())
         self.active = True
 
+    def current_decay(self) -> float:
+        """The decay of the next update (with the warm-up: ``min(decay, (1+n)/(10+n))``)."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
     @torch.no_grad()
     def update(self) -> None:
         """One EMA step (a fused ``lerp`` over all tensors; no Python loop per element)."""
         if not self.active:
             return
         torch._foreach_lerp_(list(self.model.parameters()), list(self._src.parameters()),
-                             1.0 - self.decay)
+                             1.0 - self.current_decay())
+        self.updates += 1
         for b_ema, b in zip(self.model.buffers(), self._src.buffers(), strict=True):
             b_ema.copy_(b)
 
@@ -189,7 +206,9 @@ class TrainingEngine:
         self.eval_pos = {s: torch.as_tensor(pos[self.masks[s]], device=self.device) for s in names}
         self.optimizer = self.make_adam(config.lr, config.weight_decay)
         self.scheduler = self._make_scheduler()
-        self.ema = EMA(self.model, config.ema_decay)
+        self.ema = EMA(self.model, config.ema_decay, warmup=config.ema_warmup)
+        self.best_ema_val = math.inf
+        self.ema_selected_epoch = -1
         self.best_val = math.inf
         self.selected_val = math.inf
         self.selected_epoch = -1
@@ -245,6 +264,8 @@ class TrainingEngine:
                 good = clone_state(self.model)
                 try:
                     loss, extra = epoch_fn(self, epoch)
+                    if self.config.ema_every == "epoch":
+                        self.ema.update()
                     if self.end_epoch(epoch, loss, started, extra):
                         break
                 except Diverged:
@@ -299,6 +320,11 @@ class TrainingEngine:
         if start is not None and epoch >= start and not self.ema.active:
             self.ema.start()
 
+    def ema_step(self) -> None:
+        """The per-step EMA update (only when ``ema_every == "step"``)."""
+        if self.config.ema_every == "step":
+            self.ema.update()
+
     def plain_epoch(self, epoch: int, idx: torch.Tensor | None = None) -> float:
         """A supervised epoch over ``idx`` (default: all training rows); returns mean loss."""
         self.set_train_mode(epoch)
@@ -307,7 +333,7 @@ class TrainingEngine:
         for xb, yb in self.batches(self.train_idx if idx is None else idx):
             total += self.supervised_step(xb, yb) * len(yb)
             count += len(yb)
-            self.ema.update()
+            self.ema_step()
         return total / max(count, 1)
 
     @torch.inference_mode()
@@ -345,7 +371,20 @@ class TrainingEngine:
         key = "loss" if self.config.loss == "smooth_l1" else "mae"
         row["val_loss"] = float(np.mean([row[f"{s}/{key}"] for s in self.val_names])) \
             if self.val_names else math.nan
+        row["ema_val_loss"] = self._ema_val_loss() if self.ema.active else row["val_loss"]
         return row
+
+    def _ema_val_loss(self) -> float:
+        """Mean validation loss of the EMA model (its own selection needs it every epoch)."""
+        if not self.val_names:
+            return math.nan
+        _, loss_none = loss_functions(self.config.loss)
+        losses = []
+        for s in self.val_names:
+            rows = self._idx(self.masks[s])
+            losses.append(float(loss_none(self.predict_rows(rows, self.ema.model),
+                                          self.y[rows]).mean()))
+        return float(np.mean(losses))
 
     # ----------------------------------------------------------------- bookkeeping
     def end_epoch(self, epoch: int, train_loss: float, started: float,
@@ -361,9 +400,16 @@ class TrainingEngine:
         if validated and not math.isfinite(val):
             raise Diverged(f"non-finite validation loss {val}")
         improved = validated and val < self.best_val
-        if improved or self.config.selection == "last" or not validated:
+        keep_all = self.config.selection == "last" or not validated
+        if improved or keep_all:
             self.selected_epoch, self.selected_val = epoch, val
             self.selected_state = clone_state(self.model)
+        ema_val = row["ema_val_loss"]
+        own = self.config.ema_selection == "own"
+        if (own and (keep_all or ema_val < self.best_ema_val)) or \
+                (not own and (improved or keep_all)):
+            self.best_ema_val = min(self.best_ema_val, ema_val) if own else ema_val
+            self.ema_selected_epoch = epoch
             self.selected_ema_state = clone_state(self.ema.state_dict())
         if improved:
             self.best_val, self.bad_epochs = val, 0
@@ -410,7 +456,13 @@ class TrainingEngine:
         ema.eval()
         for p in ema.parameters():
             p.requires_grad_(False)
+        last = copy.deepcopy(self.model).eval()
+        last_ema = copy.deepcopy(self.model)
+        last_ema.load_state_dict(self.ema.state_dict())
+        last_ema.eval()
         return dict(model=raw, ema_model=ema, history=self.history_frame(),
+                    last_model=last, last_ema_model=last_ema,
+                    ema_selected_epoch=self.ema_selected_epoch,
                     selected_epoch=self.selected_epoch, selected_val_loss=self.selected_val,
                     epochs_run=self.epochs_run, stopped_early=self.stopped_early,
                     diverged=self.diverged, diverged_epoch=self.diverged_epoch,

@@ -26,6 +26,7 @@ from calkit.data import repo_root
 from calkit.methods import MethodInputs
 from calkit.pipeline import DataBundle, prepare_data
 from calkit.runs import RECORD_FORMAT, ResolvedRun, RunConfig
+from calkit.splits import SplitConfig
 from calkit.store import checkpoint_path, load_record, record_path, write_json
 
 
@@ -183,10 +184,12 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
         return stored
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    if bundle is None or (bundle.dataset, bundle.profile, bundle.protocol) != \
-            (config.dataset, config.profile, config.protocol):
+    split_config = SplitConfig(seed=config.sets_seed)
+    if bundle is None or (bundle.dataset, bundle.profile, bundle.protocol,
+                          bundle.split_config) != (config.dataset, config.profile,
+                                                   config.protocol, split_config):
         bundle = prepare_data(config.dataset, config.profile, progress=progress,
-                              protocol=config.protocol)
+                              protocol=config.protocol, split_config=split_config)
     if run.identity["sets"]["source"] != bundle.sets_source:
         raise ValueError(f"run {run.run_id} is defined on {run.identity['sets']['source']} sets "
                          f"but the data bundle's sets are {bundle.sets_source}; prepare the data "
@@ -207,10 +210,11 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
             baseline=lambda: baseline_models(config, bundle, root, progress))
         out = method.run(inputs)
         eval_masks = {k: np.asarray(v, bool) for k, v in dict(out.eval_masks).items()}
-        metrics = {
-            "raw": _metrics_dict(evaluate_sets(out.model, bundle.X, bundle.y, eval_masks)),
-            "ema": _metrics_dict(evaluate_sets(out.ema_model, bundle.X, bundle.y, eval_masks)),
-        }
+        models = {"raw": out.model, "ema": out.ema_model,
+                  "raw_last": out.last_model or out.model,
+                  "ema_last": out.last_ema_model or out.ema_model}
+        metrics = {key: _metrics_dict(evaluate_sets(model, bundle.X, bundle.y, eval_masks))
+                   for key, model in models.items()}
         environment = environment_info(config.device)
     if stored is not None and rebuild_checkpoint and metrics != stored["metrics"]:
         raise RecordMismatch(

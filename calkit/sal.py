@@ -161,8 +161,11 @@ class SALState:
         return cls(w=w, frozen=torch.zeros(n_features, dtype=torch.bool, device=device),
                    gamma=1.0 / float(w_init), delta=torch.zeros_like(w))
 
-    def apply_update(self, deltaall: float, eps: float, reset: float) -> None:
-        """Normalised step on the accumulated ``delta``, then reset-and-freeze; clears ``delta``.
+    def step(self, deltaall: float, eps: float) -> None:
+        """Normalised step on the accumulated ``delta``; clears ``delta``.
+
+        ``w <- w - deltaall * delta / (max|delta| + eps)``; frozen weights stay, and weights
+        may go negative here.
 
         Raises:
             Diverged: If the step or the new weights are not finite.
@@ -175,15 +178,45 @@ class SALState:
         if peak == 0.0:
             return
         w_new = self.w - (deltaall / (peak + eps)) * d
-        # A weight of exactly 0 would make gamma = 1/min(w) infinite, so 0 counts too.
-        neg = (w_new <= 0) & ~self.frozen
-        w_new = torch.where(neg, torch.full_like(w_new, reset), w_new)
         if not bool(torch.isfinite(w_new).all()):
             raise Diverged("non-finite cost weights")
         self.w = w_new
+
+    def reset_and_freeze(self, reset: float) -> torch.Tensor:
+        """Set weights ``<= 0`` to ``reset`` and freeze them; return the mask of those reset.
+
+        A weight of exactly 0 counts too: it would make ``gamma = 1 / min(w)`` infinite.
+        """
+        neg = (self.w <= 0) & ~self.frozen
+        self.w = torch.where(neg, torch.full_like(self.w, reset), self.w)
         self.frozen |= neg
-        positive = self.w[self.w > 0]
-        self.gamma = 1.0 / float(positive.min()) if positive.numel() else 1.0
+        return neg
+
+    def update_gamma(self, exclude: torch.Tensor | None = None) -> None:
+        """``gamma = 1 / min(w)`` over the positive weights not in ``exclude``."""
+        keep = self.w > 0
+        if exclude is not None:
+            keep &= ~exclude
+        self.gamma = 1.0 / float(self.w[keep].min()) if bool(keep.any()) else 1.0
+
+    def apply_update(self, deltaall: float, eps: float, reset: float) -> None:
+        """Step, then reset-and-freeze at once and recompute ``gamma`` over every weight.
+
+        This is the wave-1 rule (``w_reset="every_update"``), under which the attack never
+        sees a negative cost; the authors reset only at the end of each epoch
+        (:meth:`end_epoch`).
+        """
+        self.step(deltaall, eps)
+        self.reset_and_freeze(reset)
+        self.update_gamma()
+
+    def end_epoch(self, reset: float) -> None:
+        """The authors' end-of-epoch rule for the negative weights.
+
+        They are reset and frozen, and ``gamma`` is taken over the weights not reset now (the
+        frozen 1s enter it from the next epoch on).
+        """
+        self.update_gamma(exclude=self.reset_and_freeze(reset))
 
     def stats(self) -> dict[str, float]:
         """Min / median / max of ``w``, number frozen, and ``gamma``."""
@@ -223,11 +256,12 @@ def sal_step(model: nn.Module, params: Sequence[nn.Parameter], hyper_index: Sequ
     loss_fn, loss_none = loss_functions(loss)
     hyper = [params[i] for i in hyper_index]
     model.train(train_mode)
-    perm = torch.randperm(len(x), generator=gen).to(x.device)
-    risk = environment_risk(loss_none(model(x), y), perm, config.r_theta_splits, alpha_t)
-    if not math.isfinite(float(risk.detach())):
-        raise Diverged("non-finite environment risk R(theta)")
-    g = torch.autograd.grad(risk, hyper)
+    perm = torch.randperm(len(x), generator=gen).to(x.device)  # drawn either way: same streams
+    if config.learn_w:
+        risk = environment_risk(loss_none(model(x), y), perm, config.r_theta_splits, alpha_t)
+        if not math.isfinite(float(risk.detach())):
+            raise Diverged("non-finite environment risk R(theta)")
+        g = torch.autograd.grad(risk, hyper)
     pert = torch.zeros((), device=x.device)
     adv_loss = torch.zeros((), device=x.device)
     for _ in range(config.theta_epochs):
@@ -236,11 +270,16 @@ def sal_step(model: nn.Module, params: Sequence[nn.Parameter], hyper_index: Sequ
         x_a = attack(model, x, y, state.w, state.gamma, config.attack_epochs, config.attack_lr,
                      loss_fn)
         model.train(train_mode)
-        h, grads, loss = hypergradient_vjp(model, params, hyper_index, x_a, y, g, loss_fn)
+        diff = x_a - x
+        if config.learn_w:
+            h, grads, loss = hypergradient_vjp(model, params, hyper_index, x_a, y, g, loss_fn)
+            state.delta.add_((h * diff).sum(0), alpha=config.xa_grad_reduce)
+        else:  # the fixed-w control: no hypergradient, the same attack and theta steps
+            value = loss_fn(model(x_a), y)
+            grads = [gr.detach() for gr in torch.autograd.grad(value, params)]
+            loss = value.detach()
         if not math.isfinite(float(loss)):
             raise Diverged("non-finite adversarial loss")
-        diff = x_a - x
-        state.delta.add_((h * diff).sum(0), alpha=config.xa_grad_reduce)
         pert += diff.abs().mean()
         adv_loss += loss
         for p, gr in zip(params, grads, strict=True):

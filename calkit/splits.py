@@ -37,6 +37,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from calkit import columns as col
 from calkit.data import cache_dir
+from calkit.utils import SetMasks, as_mask_dict
 
 # Sizes the paper reports on its 83,989-row table, for side-by-side tables.
 PAPER_SIZES = {
@@ -476,3 +477,36 @@ def sets_identity(dataset: str, max_rows: int | None, config: SplitConfig) -> di
     if config == SplitConfig() and path.is_file():
         return {"source": "shipped", "file": path.name, "sha256": set_file_meta(path)["sha256"]}
     return {"source": "computed", "split_config": config.to_dict()}
+
+
+def select_target(sets: SetMasks, target_set: str, n_target: int, seed: int = 3141,
+                  n_rows: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Draw ``n_target`` rows of an OOD set once and remove them from every evaluation set.
+
+    Args:
+        sets: Boolean masks.
+        target_set: Name or alias (``"relation"``) of the set to target.
+        n_target: Number of rows to draw (all of the set if larger).
+        seed: Seed of the draw (paper 3141).
+        n_rows: Number of rows (inferred from the masks when omitted).
+
+    Returns:
+        ``(indices, new_sets)``: sorted row indices of the drawn samples, and masks where
+        those rows are removed from every set (so ``target_set`` is evaluated on the
+        rows not used for training) plus a new set ``"<target_set>_target"`` holding them.
+    """
+    first = next(iter(sets.values())) if not isinstance(sets, pd.DataFrame) else sets.iloc[:, 0]
+    masks = as_mask_dict(sets, len(first) if n_rows is None else n_rows)
+    name = col.resolve_set_name(target_set, list(masks))
+    if n_target < 1:
+        raise ValueError(f"n_target must be >= 1 for a targeted method, got {n_target}.")
+    rows = np.flatnonzero(masks[name])
+    if len(rows) < 1:
+        raise ValueError(f"target set {name!r} is empty; choose another target set.")
+    n = min(n_target, len(rows))
+    idx = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
+    drawn = np.zeros_like(masks[name])
+    drawn[idx] = True
+    new = {k: m & ~drawn for k, m in masks.items()}
+    new[f"{name}_target"] = drawn
+    return idx, new

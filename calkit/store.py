@@ -147,4 +147,5 @@ def _old_request(record: dict) -> dict | None:
     old = record.get("config")
     if record.get("format") is not None or not isinstance(old, dict):
         return None
-    return {**RunConfig(method=old["method"]).request(), **old}
+    # Format-1 runs had no protocol field; they all used the paper's random splits.
+    return {**RunConfig(method=old["method"]).request(), "protocol": "paper", **old}

@@ -64,7 +64,8 @@ def small_frame() -> pd.DataFrame:
 
 @pytest.fixture
 def tiny_bundle():
-    """A 600-row synthetic data bundle in the smoke profile's shape (no data files needed)."""
+    """A 600-row synthetic data bundle in the smoke profile's shape, clean protocol (no data
+    files needed)."""
     from calkit.features import FeatureScaler
     from calkit.pipeline import DataBundle
     from calkit.splits import SplitConfig
@@ -77,10 +78,10 @@ def tiny_bundle():
     frame = pd.DataFrame({col.ID: ids, col.FORMULA: "NaCl", col.COMPOSITION: "NaCl",
                           col.DELTA_E: y})
     order = rng.permutation(n)
-    sets = pd.DataFrame(False, index=range(n), columns=[col.TRAIN, *col.RANDOM_SPLITS,
+    sets = pd.DataFrame(False, index=range(n), columns=[col.TRAIN, *col.CLEAN_SPLITS,
                                                         col.COVARIATE, col.RELATION])
     sets.loc[order[:300], col.TRAIN] = True
-    for i, name in enumerate(col.RANDOM_SPLITS):
+    for i, name in enumerate(col.CLEAN_SPLITS):
         sets.loc[order[300 + 30 * i:330 + 30 * i], name] = True
     sets.loc[order[450:540], col.COVARIATE] = True
     sets.loc[order[540:], col.RELATION] = True
@@ -89,4 +90,4 @@ def tiny_bundle():
 
     source = sets_identity("mp2019", 3000, SplitConfig())["source"]
     return DataBundle("mp2019", "smoke", frame, pd.DataFrame(raw), scaler.transform(raw), y,
-                      sets, scaler, SplitConfig(), "train", "paper", source)
+                      sets, scaler, SplitConfig(), "train", "clean", source)

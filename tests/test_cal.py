@@ -12,7 +12,7 @@ from torch import nn
 
 from calkit.config import SAL_PRESETS, FineTuneConfig, TrainConfig, sal_preset
 from calkit.engine import loss_functions, train
-from calkit.methods.cal import fit_cal, select_target
+from calkit.methods.cal import fit_cal
 from calkit.methods.finetune import fine_tune
 from calkit.models import IRNet
 from calkit.profiles import cal_config
@@ -25,6 +25,7 @@ from calkit.sal import (
     hyper_parameter_index,
     hypergradient_vjp,
 )
+from calkit.splits import select_target
 
 
 def tiny_model(d: int = 4, dtype=torch.float64) -> nn.Module:
@@ -373,3 +374,58 @@ def test_fine_tune_never_worse_than_baseline_on_heldout():
     assert bad.epochs == 0 and bad.lr is None and "0 epochs" in bad.note
     for p, q in zip(bad.model.parameters(), base.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_authors_w_rule_resets_at_epoch_end_and_gamma_skips_fresh_resets():
+    state = SALState.create(3, 100.0, torch.device("cpu"))
+    state.delta = torch.tensor([1.0, 0.5, -0.1], dtype=state.w.dtype)
+    state.step(deltaall=150.0, eps=0.0)  # w: -50, 25, 115: negative within the epoch
+    assert state.w[0] < 0 and not state.frozen.any()
+    state.end_epoch(reset=1.0)
+    assert state.frozen.tolist() == [True, False, False] and state.w[0] == 1.0
+    assert state.gamma == pytest.approx(1 / 25.0)  # the fresh 1 does not enter gamma yet
+    state.update_gamma()
+    assert state.gamma == pytest.approx(1.0)  # from the next epoch on it does
+
+
+def test_targeted_authors_loop_takes_as_many_sal_steps_as_base_cal():
+    X, y, sets = shifted_regression(0, n=1200)
+    kw = dict(epochs=4, pre_adv_epochs=2, batch_size=64)
+    base = fit_cal(small_net(), X, y, sets, quick_cfg(**kw))
+    tgt = fit_cal(small_net(), X, y, sets, quick_cfg(**kw), target_set="covariate", n_target=100)
+    old = fit_cal(small_net(), X, y, sets, quick_cfg(target_steps="per_batch", **kw),
+                  target_set="covariate", n_target=100)
+    adv = slice(2, None)
+    steps = base.history["n_sal_steps"].iloc[adv]
+    assert (steps > 1).all() and (tgt.history["n_sal_steps"].iloc[adv] == steps).all()
+    assert (tgt.history["n_adv_rows"].iloc[adv] == steps * 100).all()
+    assert (old.history["n_sal_steps"].iloc[adv] == 2).all()  # ceil(100 / 64) target batches
+
+
+def test_fixed_w_control_and_no_attack_control():
+    X, y, sets = shifted_regression(1, n=600)
+    fixed = fit_cal(small_net(), X, y, sets, quick_cfg(epochs=4, pre_adv_epochs=2, learn_w=False))
+    assert (fixed.history["w_min"] == 100).all() and fixed.history["perturbation"].iloc[-1] > 0
+    calm = fit_cal(small_net(), X, y, sets, quick_cfg(epochs=4, pre_adv_epochs=2,
+                                                        attack_epochs=0),
+                   target_set="covariate", n_target=50)
+    assert (calm.history["perturbation"] == 0).all() and calm.history["n_sal_steps"].iloc[-1] > 0
+
+
+def test_ema_warmup_and_own_selection():
+    from calkit.engine import EMA
+
+    ema = EMA(nn.Linear(2, 1), decay=0.999, warmup=True)
+    assert [round(ema.current_decay(), 4) for _ in range(1)] == [0.1]
+    ema.updates = 90
+    assert ema.current_decay() == pytest.approx(91 / 100)
+    X, y, sets = shifted_regression(0, n=900)
+    r = train(small_net(), X, y, sets, TrainConfig(epochs=12, progress=False, ema_start_epoch=2,
+                                                  patience=50))
+    h = r.history
+    assert r.ema_selected_epoch == int(h["ema_val_loss"].idxmin())
+    assert r.selected_epoch == int(h["val_loss"].idxmin())
+    legacy = train(small_net(), X, y, sets, TrainConfig(epochs=12, progress=False,
+                                                       ema_start_epoch=2, patience=50,
+                                                       ema_selection="raw"))
+    assert legacy.ema_selected_epoch == legacy.selected_epoch

@@ -28,15 +28,21 @@ def test_featurize_values_and_cache(monkeypatch):
     def must_not_run(chunk):
         raise AssertionError("cache miss: featurised again")
 
-    monkeypatch.setattr(features, "_featurize_chunk", must_not_run)
+    monkeypatch.setattr(features, "_featurize_numpy", must_not_run)
     again = features.featurize(comps, n_jobs=1, progress=False)
     assert again.equals(first)
+    reference = features.featurize(comps, n_jobs=1, progress=False, engine="matminer")
+    np.testing.assert_allclose(reference.to_numpy(), first.to_numpy(), rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match="unknown feature engine 'fast'"):
+        features.featurize(comps, engine="fast")
 
 
 def test_parallel_featurize_equals_serial():
     comps = ["NaCl", "GaAs", "MgO", "TiO2", "ZnS", "CuZn"]
-    serial = features.featurize(comps, n_jobs=1, use_cache=False, progress=False, chunk_size=2)
-    parallel = features.featurize(comps, n_jobs=2, use_cache=False, progress=False, chunk_size=2)
+    serial = features.featurize(comps, n_jobs=1, use_cache=False, progress=False, chunk_size=2,
+                                engine="matminer")
+    parallel = features.featurize(comps, n_jobs=2, use_cache=False, progress=False, chunk_size=2,
+                                  engine="matminer")
     assert np.array_equal(serial.to_numpy(), parallel.to_numpy(), equal_nan=True)
 
 

@@ -124,7 +124,8 @@ def test_a_new_method_runs_end_to_end_and_records(toy_method, tiny_bundle, tmp_p
     path = store.record_path(config.run_id, "smoke", tmp_path)
     assert path.is_file() and record["method"] == "toy" and record["format"] == RECORD_FORMAT
     assert record["resolved"]["train"]["lr"] == 3e-3 and record["request"]["method"] == "toy"
-    assert set(record["metrics"]) == {"raw", "ema"} and record["epochs_run"] == 2
+    assert set(record["metrics"]) == {"raw", "ema", "raw_last", "ema_last"}
+    assert record["epochs_run"] == 2
     assert record["resolved"]["threads"] == record["hardware"]["torch_threads"] == 1
     assert not store.is_stale(record)
     # A finished run is never computed again.
@@ -234,3 +235,25 @@ def test_prepare_data_smoke_is_deterministic(real_data):
     assert a.sets.equals(b.sets) and np.array_equal(a.X, b.X)
     assert np.abs(a.X).max() <= 10.0
     assert a.sets["train"].sum() > 500
+
+
+def test_every_registered_method_runs_end_to_end(tiny_bundle, tmp_path):
+    """Each registry entry trains, evaluates and records on a tiny bundle (2 epochs)."""
+    for name, method in REGISTRY.items():
+        config = _config(name, epochs=2, overrides=(("pre_adv_epochs", 1),)
+                         if method.family == "cal" else ())
+        record = runner.run_experiment(config, root=tmp_path, progress=False,
+                                       bundle=tiny_bundle)
+        assert record["method"] == name
+        assert set(record["metrics"]) == {"raw", "ema", "raw_last", "ema_last"}, name
+        for metrics in record["metrics"].values():
+            assert all(np.isfinite(v["loss"]) for v in metrics.values()), name
+        if method.needs_target:
+            assert len(record["target_indices"]) == 8, name
+            assert "piezo_target" in record["metrics"]["ema"], name
+        if method.family == "cal":
+            assert record["history"]["n_sal_steps"][-1] >= (1 if method.sal_changes.get(
+                "sal", True) else 0), name
+    oracle = store.load_records("smoke", tmp_path)
+    notes = [r["finetune"]["note"] for r in oracle if r["method"] == "finetune_oracle"]
+    assert notes and notes[0].startswith("ORACLE")

@@ -18,7 +18,7 @@ from calkit.methods.registry import (
     register,
 )
 
-FAMILY_MODULES = ("plain", "cal", "finetune")
+FAMILY_MODULES = ("plain", "cal", "finetune", "controls")
 for _module in FAMILY_MODULES:
     importlib.import_module(f"calkit.methods.{_module}")
 

@@ -8,16 +8,18 @@ supervised step and then a SAL step on the adversarial source (the same batch, o
 targeted mode a batch of the N target rows). EMA, selection, early stopping and the NaN
 guard are the engine's (:class:`calkit.engine.TrainingEngine`).
 
-Choices where the paper is silent (all parameters of :class:`calkit.config.SALConfig`):
+Defaults follow the authors' training code (cal-paper.md section 9); each is a field of
+:class:`calkit.config.SALConfig` with the wave-1 reading as the other value:
 
-* ``w_update="epoch"`` (default): ``delta_w`` is summed over the epoch's batches and ``w``
-  moves once per adversarial epoch. Per batch (``"batch"``) each of ~21 updates per
-  epoch moves the largest weight by 20, so from 100 every weight goes negative and is
-  frozen within 20-30 epochs (cal-paper.md section 8), after which SAL is plain uniform
-  adversarial training.
-* The reset-and-freeze rule is applied after every ``w`` update (the paper: end of each
-  adversarial epoch; identical for ``w_update="epoch"``), so the attack never sees a
-  negative cost.
+* ``w_update="batch"``, ``w_reset="epoch_end"``: one ``w`` step per SAL step; negative
+  weights are reset to 1 and frozen at the end of the epoch, when ``gamma`` is recomputed
+  (so within an epoch the attack may see negative costs). Each step moves the largest weight
+  by 20, so from 100 the weights fall to the reset value within a few epochs, after which SAL
+  is uniform adversarial training (the notebook shows the trajectory).
+* ``theta_optimizer="fresh"``: a new Adam for every SAL step's theta steps, as the authors
+  build; ``theta_lr_schedule="supervised"`` scales its rate with the supervised schedule.
+* ``target_steps="authors"``: in targeted mode, as many SAL steps per epoch as base CAL
+  takes, each on all N target rows.
 * The high-loss rows are re-shuffled every adversarial epoch (the research code walks
   them in sorted order).
 """
@@ -28,7 +30,6 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -37,40 +38,8 @@ from calkit.config import CALConfig, SALConfig
 from calkit.engine import TrainingEngine, TrainResult
 from calkit.methods.registry import Method, MethodInputs, MethodOutput, register
 from calkit.sal import SALState, hyper_parameter_index, sal_step
+from calkit.splits import select_target
 from calkit.utils import SetMasks, as_mask_dict
-
-
-def select_target(sets: SetMasks, target_set: str, n_target: int, seed: int = 3141,
-                  n_rows: int | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Draw ``n_target`` rows of an OOD set once and remove them from every evaluation set.
-
-    Args:
-        sets: Boolean masks.
-        target_set: Name or alias (``"relation"``) of the set to target.
-        n_target: Number of rows to draw (all of the set if larger).
-        seed: Seed of the draw (paper 3141).
-        n_rows: Number of rows (inferred from the masks when omitted).
-
-    Returns:
-        ``(indices, new_sets)``: sorted row indices of the drawn samples, and masks where
-        those rows are removed from every set (so ``target_set`` is evaluated on the
-        rows not used for training) plus a new set ``"<target_set>_target"`` holding them.
-    """
-    first = next(iter(sets.values())) if not isinstance(sets, pd.DataFrame) else sets.iloc[:, 0]
-    masks = as_mask_dict(sets, len(first) if n_rows is None else n_rows)
-    name = resolve_set_name(target_set, list(masks))
-    if n_target < 1:
-        raise ValueError(f"n_target must be >= 1 for a targeted method, got {n_target}.")
-    rows = np.flatnonzero(masks[name])
-    if len(rows) < 1:
-        raise ValueError(f"target set {name!r} is empty; choose another target set.")
-    n = min(n_target, len(rows))
-    idx = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
-    drawn = np.zeros_like(masks[name])
-    drawn[idx] = True
-    new = {k: m & ~drawn for k, m in masks.items()}
-    new[f"{name}_target"] = drawn
-    return idx, new
 
 
 @dataclass
@@ -95,6 +64,12 @@ class CALResult(TrainResult):
     selected_in_warmup: bool = False
 
 
+def _n_batches(n_rows: int, batch_size: int) -> int:
+    """Batches :meth:`TrainingEngine.batches` yields for ``n_rows`` rows."""
+    full, rest = divmod(n_rows, batch_size)
+    return full + (1 if rest >= 2 or (rest == 1 and full == 0) else 0)
+
+
 class CALSchedule:
     """The CAL epoch (``engine.fit(schedule)``): warm-up, partial sampling, SAL steps.
 
@@ -110,7 +85,7 @@ class CALSchedule:
         self.state = SALState.create(engine.X.shape[1], sal.w_init, engine.device)
         self.params = [p for p in engine.model.parameters() if p.requires_grad]
         self.hyper_index = hyper_parameter_index(engine.model, self.params, sal.grad_layers)
-        self.theta_opt = engine.make_adam(sal.theta_lr)
+        self.theta_opt = engine.make_adam(sal.theta_lr)  # the persistent optimiser
         self.target_rows = None if target_rows is None else \
             torch.as_tensor(target_rows, device=engine.device)
         self.partial: torch.Tensor | None = None
@@ -122,7 +97,8 @@ class CALSchedule:
         extra: dict[str, float] = {"phase": float(epoch >= sal.pre_adv_epochs)}
         if epoch < sal.pre_adv_epochs:
             loss = eng.plain_epoch(epoch)
-            extra.update(perturbation=0.0, adv_loss=math.nan, n_adv_rows=0)
+            extra.update(perturbation=0.0, adv_loss=math.nan, n_sal_steps=0, n_adv_rows=0,
+                         n_partial_rows=0)
         else:
             adv_epoch = epoch - sal.pre_adv_epochs
             if self.partial is None or adv_epoch % sal.epochs_between_regens == 0:
@@ -152,39 +128,66 @@ class CALSchedule:
         train_mode = eng.model.training
         eng.start_ema_at(epoch)
         alpha_t = sal.alpha / math.sqrt(epoch + 1)
+        n_partial_batches = _n_batches(len(partial), eng.config.batch_size)
         source_batches = None
         if self.target_rows is not None and sal.sal:
-            source_batches = list(eng.batches(self.target_rows))
-        if sal.supervised_on_all and source_batches is None:
+            if sal.target_steps == "authors":
+                # As many SAL steps as base CAL takes, each on all N target rows.
+                source_batches = [(eng.X[self.target_rows], eng.y[self.target_rows])]
+                n_sal_steps = n_partial_batches
+            else:
+                source_batches = list(eng.batches(self.target_rows))
+                n_sal_steps = len(source_batches)
+        elif sal.supervised_on_all:
             source_batches = list(eng.batches(partial))
-        n_sal_steps = len(source_batches) if sal.supervised_on_all and source_batches else None
+            n_sal_steps = len(source_batches)
+        else:
+            n_sal_steps = None  # a SAL step after every supervised step (on the same batch)
         # Ablation PS when the supervised steps already cover every row: the high-loss rows are
         # revisited with the theta steps, unperturbed, so PS differs from plain training only
         # by partial sampling (without it, PS would be plain training).
         revisit = not sal.sal and sal.supervised_on_all
         supervised_rows = eng.train_idx if sal.supervised_on_all else partial
-        total, count, pert, adv, n_sal = 0.0, 0, 0.0, 0.0, 0
+        total, count, pert, adv, n_sal, n_rows = 0.0, 0, 0.0, 0.0, 0, 0
         for i, (xb, yb) in enumerate(eng.batches(supervised_rows)):
             total += eng.supervised_step(xb, yb) * len(yb)
             count += len(yb)
             if sal.sal and (n_sal_steps is None or i < n_sal_steps):
                 xs, ys = (xb, yb) if source_batches is None else \
                     source_batches[i % len(source_batches)]
-                p, a = sal_step(eng.model, self.params, self.hyper_index, self.theta_opt, state,
-                                xs, ys, sal, eng.config.loss, alpha_t, eng.gen, train_mode)
-                pert, adv, n_sal = pert + p, adv + a, n_sal + 1
-                if sal.w_update == "batch":
-                    state.apply_update(sal.deltaall, sal.w_eps, sal.negative_weight_reset)
+                p, a = sal_step(eng.model, self.params, self.hyper_index,
+                                self._theta_optimizer(eng), state, xs, ys, sal, eng.config.loss,
+                                alpha_t, eng.gen, train_mode)
+                pert, adv, n_sal, n_rows = pert + p, adv + a, n_sal + 1, n_rows + len(ys)
+                if sal.learn_w and sal.w_update == "batch":
+                    if sal.w_reset == "every_update":
+                        state.apply_update(sal.deltaall, sal.w_eps, sal.negative_weight_reset)
+                    else:
+                        state.step(sal.deltaall, sal.w_eps)
             elif revisit and i < n_sal_steps:
                 xs, ys = source_batches[i % len(source_batches)]
                 adv += self._revisit_steps(eng, xs, ys)
-                n_sal += 1
-            eng.ema.update()
-        if sal.sal and sal.w_update == "epoch":
-            state.apply_update(sal.deltaall, sal.w_eps, sal.negative_weight_reset)
+                n_sal, n_rows = n_sal + 1, n_rows + len(ys)
+            eng.ema_step()
+        if sal.sal and sal.learn_w:
+            if sal.w_update == "epoch":
+                state.apply_update(sal.deltaall, sal.w_eps, sal.negative_weight_reset)
+            elif sal.w_reset == "epoch_end":
+                state.end_epoch(sal.negative_weight_reset)
         return total / max(count, 1), {
             "perturbation": pert / max(n_sal, 1), "adv_loss": adv / n_sal if n_sal else math.nan,
-            "n_adv_rows": int(len(partial))}
+            "n_sal_steps": n_sal, "n_adv_rows": n_rows, "n_partial_rows": int(len(partial))}
+
+    def _theta_optimizer(self, eng: TrainingEngine) -> torch.optim.Optimizer:
+        """The theta steps' Adam: fresh per SAL step or the run's, at the scheduled rate."""
+        lr = self.sal.theta_lr
+        if self.sal.theta_lr_schedule == "supervised":
+            lr *= eng.optimizer.param_groups[0]["lr"] / eng.config.lr
+        if self.sal.theta_optimizer == "fresh":
+            return eng.make_adam(lr)
+        for group in self.theta_opt.param_groups:
+            group["lr"] = lr
+        return self.theta_opt
 
     def _revisit_steps(self, eng: TrainingEngine, x: torch.Tensor, y: torch.Tensor) -> float:
         """``theta_epochs`` clean theta steps on ``(x, y)`` (ablation PS); returns mean loss."""
@@ -213,7 +216,8 @@ def fit_cal(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
     Returns:
         A :class:`CALResult`. Per-epoch diagnostics in ``history``: ``phase``
         (0 warm-up, 1 adversarial), ``w_min``, ``w_median``, ``w_max``, ``w_frozen``,
-        ``gamma``, ``perturbation`` (mean ``|x_A - x|``), ``adv_loss``, ``n_adv_rows``.
+        ``gamma``, ``perturbation`` (mean ``|x_A - x|``), ``adv_loss``, ``n_sal_steps``,
+        ``n_adv_rows`` (rows through SAL steps) and ``n_partial_rows``.
     """
     config = (config or CALConfig()).validate()
     target_idx, target_name = None, None
@@ -236,13 +240,15 @@ def run_cal(inputs: MethodInputs) -> MethodOutput:
     result = fit_cal(inputs.model, inputs.X, inputs.y, inputs.masks,
                      CALConfig(inputs.train, inputs.sal), target_set=inputs.target_set,
                      n_target=inputs.n_target, target_seed=inputs.target_seed)
+    warmup = inputs.sal.pre_adv_epochs
     extra = {"w_final": np.asarray(result.w).round(6).tolist(),
              "w_frozen": int(np.asarray(result.frozen).sum()),
-             "selected_in_warmup": bool(result.selected_in_warmup)}
+             "selected_in_warmup": bool(result.selected_in_warmup),
+             "ema_selected_in_warmup": bool(0 <= result.ema_selected_epoch < warmup)}
     if result.target_set is not None:
         extra.update(target_set=result.target_set, target_indices=result.target_indices.tolist())
     return MethodOutput(result.model, result.ema_model, result.history, result.sets,
-                        result.run_info(), extra)
+                        result.run_info(), extra, result.last_model, result.last_ema_model)
 
 
 _PAPER_ABLATION = "paper ablation (meaning inferred from the figure labels)"

@@ -23,8 +23,8 @@ from torch import nn
 
 from calkit.config import FineTuneConfig, TrainConfig
 from calkit.engine import TrainingEngine, loss_functions
-from calkit.methods.cal import select_target
 from calkit.methods.registry import Method, MethodInputs, MethodOutput, register
+from calkit.splits import select_target
 from calkit.utils import SetMasks, seed_everything, select_device
 
 HELDOUT = "heldout"
@@ -165,3 +165,63 @@ register(Method(
     why="Fine-tuning searches a constant learning rate per candidate; the loop Adam kernel "
         "keeps the wave-1 fine-tune records bit-identical.",
     needs_target=True, needs_baseline=True, paper_rows=("targeted",)))
+
+
+ORACLE = "oracle"
+
+
+def fine_tune_oracle(model: nn.Module, X: np.ndarray, y: np.ndarray, fit_rows: np.ndarray,
+                     eval_rows: np.ndarray, config: FineTuneConfig | None = None,
+                     recipe: TrainConfig | None = None) -> tuple[nn.Module, nn.Module, dict]:
+    """Fine-tuning selected on the evaluation rows themselves: an oracle no user could run.
+
+    Every candidate rate fine-tunes a copy of the baseline on all N ``fit_rows``; the
+    ``(lr, epoch)`` with the lowest loss on ``eval_rows`` (the target set's test rows) wins,
+    and "0 epochs" (the baseline) is a candidate. This is how the authors' result log chose its
+    fine-tune checkpoints (cal-paper.md section 9); it shows where such numbers come from.
+
+    Returns:
+        ``(selected model, the chosen candidate's last-epoch model, facts for the record)``.
+    """
+    cfg = (config or FineTuneConfig()).validate()
+    recipe = recipe or TrainConfig(schedule="none", fused_adam=False)
+    device = select_device(recipe.device)
+    gen = seed_everything(recipe.seed)
+    _, loss_none = loss_functions(recipe.loss)
+    base = copy.deepcopy(model).to(device)
+    rows = torch.as_tensor(eval_rows, device=device)
+    Xt = torch.as_tensor(np.asarray(X, np.float32), device=device)
+    yt = torch.as_tensor(np.asarray(y, np.float32), device=device)
+    baseline_loss = _heldout_loss(base, Xt[rows], yt[rows], loss_none)
+    fit = np.zeros(len(X), bool)
+    fit[fit_rows] = True
+    oracle = np.zeros(len(X), bool)
+    oracle[eval_rows] = True
+    search = replace(recipe, epochs=cfg.max_epochs, patience=cfg.patience, ema_start_epoch=None,
+                     selection="val", history_sets=(ORACLE,), progress=False)
+    best = (baseline_loss, None, 0, base, base)
+    grid = []
+    for lr in cfg.lrs:
+        result = TrainingEngine(copy.deepcopy(base), X, y, {"train": fit, ORACLE: oracle},
+                                replace(search, lr=lr), val_sets=[ORACLE], generator=gen).fit()
+        loss = result.selected_val_loss
+        grid.append({"lr": lr, "best_epochs": result.selected_epoch + 1, "oracle_loss": loss})
+        if math.isfinite(loss) and loss < best[0]:
+            best = (loss, lr, result.selected_epoch + 1, result.model, result.last_model)
+    loss, lr, epochs, chosen, last = best
+    info = {"lr": lr, "epochs": epochs, "oracle_loss": loss, "baseline_loss": baseline_loss,
+            "grid": grid, "note": "ORACLE: epochs and rate chosen on the evaluation rows of the "
+                                  "target set, which no user has; for comparison only."}
+    return chosen.eval(), last.eval(), info
+
+
+def run_finetune_oracle(inputs: MethodInputs) -> MethodOutput:
+    """Registry run function of the oracle fine-tune control."""
+    _, base_ema = inputs.baseline()
+    idx, eval_masks = select_target(inputs.masks, inputs.target_set, inputs.n_target,
+                                    inputs.target_seed, n_rows=len(inputs.X))
+    eval_rows = np.flatnonzero(eval_masks[inputs.target_set])
+    chosen, last, info = fine_tune_oracle(base_ema, inputs.X, inputs.y, idx, eval_rows,
+                                          inputs.finetune, inputs.train)
+    extra = {"target_set": inputs.target_set, "target_indices": idx.tolist(), "finetune": info}
+    return MethodOutput(chosen, chosen, pd.DataFrame(), eval_masks, {}, extra, last, last)

@@ -64,6 +64,8 @@ class MethodOutput:
         eval_masks: The sets to evaluate (targeted methods remove their N rows).
         run_info: Selection and stopping facts (``selected_epoch``, ``epochs_run``, ...).
         extra: Method-specific record fields (cost weights, target rows, fine-tune choice).
+        last_model: The raw model after the last epoch (``None``: same as ``model``).
+        last_ema_model: The EMA after the last epoch (``None``: same as ``ema_model``).
     """
 
     model: nn.Module
@@ -72,6 +74,8 @@ class MethodOutput:
     eval_masks: Mapping[str, np.ndarray]
     run_info: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    last_model: nn.Module | None = None
+    last_ema_model: nn.Module | None = None
 
 
 @dataclass(frozen=True)
