@@ -118,7 +118,7 @@ def prepare_data(
     fit_on: str = FIT_ON,
     clip: float | None = CLIP,
     progress: bool = True,
-    protocol: str = "paper",
+    protocol: str = "clean",
     sets_source: str = "shipped",
 ) -> DataBundle:
     """Load, featurise, split and scale a data set for the given profile.

@@ -296,3 +296,69 @@ def radar(table: pd.DataFrame, title: str = "") -> plt.Figure:
     ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.35, 1.1))
     fig.tight_layout()
     return fig
+
+
+def paired_dots(points: pd.DataFrame, table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Per-seed paired relative changes of each claim, with its interval and the paper's value.
+
+    Args:
+        points: Long frame ``claim, seed, change`` (:func:`calkit.reporting.paired_points`).
+        table: Per-claim ``estimate, low, high`` (and ``paper_change`` if the paper has one),
+            indexed by claim, in display order.
+        title: Axes title.
+
+    Returns:
+        The figure: one row per claim; dots are seeds, the bar the 95 % interval, the cross
+        the paper's change; left of the zero line means the second method's loss is lower.
+    """
+    claims = list(table.index)
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(claims) + 1.2))
+    for i, claim in enumerate(claims):
+        y = len(claims) - 1 - i
+        seeds = points[points["claim"] == claim]["change"].to_numpy() * 100
+        ax.scatter(seeds, np.full(len(seeds), y) + np.linspace(-0.12, 0.12, len(seeds)),
+                   s=14, color="0.35", zorder=3)
+        row = table.loc[claim]
+        if np.isfinite(row["low"]) and np.isfinite(row["high"]):
+            ax.plot([row["low"] * 100, row["high"] * 100], [y, y], color="C0", lw=3, alpha=0.6)
+        ax.plot(row["estimate"] * 100, y, "|", color="C0", ms=14, mew=2)
+        if "paper_change" in row and np.isfinite(row["paper_change"]):
+            ax.plot(row["paper_change"] * 100, y, "x", color="C3", ms=8, mew=2, zorder=4)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(claims)), list(reversed(claims)), fontsize=8)
+    ax.set_xlabel("relative change of the loss, % (negative: the second method is better)")
+    ax.set_title(title or "per-seed paired changes (dots), 95 % interval (bar), paper (x)")
+    fig.tight_layout()
+    return fig
+
+
+def w_trajectories(histories: dict[str, pd.DataFrame]) -> plt.Figure:
+    """The cost weights of several CAL runs side by side: w min/median/max, frozen, gamma.
+
+    Args:
+        histories: ``label -> history`` of CAL runs (e.g. the two w cadences).
+
+    Returns:
+        A figure with three panels per epoch: the weights (symlog), the number frozen and
+        gamma (log), one colour per run.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for i, (label, history) in enumerate(histories.items()):
+        color = f"C{i}"
+        epochs = np.arange(len(history))
+        axes[0].fill_between(epochs, history["w_min"], history["w_max"], color=color, alpha=0.15)
+        axes[0].plot(epochs, history["w_median"], color=color, label=f"{label}: median (band: "
+                     "min-max)")
+        axes[1].plot(epochs, history["w_frozen"], color=color, label=label)
+        axes[2].plot(epochs, history["gamma"], color=color, label=label)
+    axes[0].set_yscale("symlog", linthresh=1)
+    axes[0].set_ylabel("cost weight w")
+    axes[1].set_ylabel("features frozen")
+    axes[2].set_yscale("log")
+    axes[2].set_ylabel(r"$\gamma = 1 / \min w$")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -13,6 +13,7 @@ from typing import Any
 from calkit.config import (
     SAL_PRESETS,
     CALConfig,
+    FineTuneConfig,
     SALConfig,
     TrainConfig,
     split_overrides,
@@ -32,6 +33,7 @@ class Profile:
         model_preset: The IR-net preset (:data:`calkit.models.PRESETS`).
         recipe: The training recipe shared by every method of this profile.
         sal: CAL's adversarial settings.
+        finetune: The fine-tuning protocol (candidate rates, epoch budget, held-out share).
         threads: torch threads of a recorded run. Fixed, so that a run gives the same numbers
             in a sweep of one or of several workers (matmul results depend on the thread
             count by float rounding).
@@ -44,6 +46,7 @@ class Profile:
     model_preset: str = "cpu"
     recipe: TrainConfig = field(default_factory=TrainConfig)
     sal: SALConfig = field(default_factory=SALConfig)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     threads: int = 1
 
 
@@ -55,6 +58,7 @@ PROFILES: dict[str, Profile] = {
         model_preset="cpu",
         recipe=replace(_CPU_RECIPE, epochs=4, patience=4, ema_start_epoch=1),
         sal=replace(SAL_PRESETS["cpu"], pre_adv_epochs=2),
+        finetune=FineTuneConfig(max_epochs=20, patience=5),
     ),
     "cpu": Profile(
         "cpu", None, 20_000, "full data, the 512-256-128 CPU IR-net, 60-epoch budgets",

@@ -201,6 +201,83 @@ def ablation_table(records: list[dict], which: str = "ema", metric: str = "loss"
     return pd.DataFrame(rows).set_index(["method", "set"])
 
 
+def select_records(records: list[dict], protocol: str = "clean", sets_seed: int = 0,
+                   target_seed: int = 3141) -> list[dict]:
+    """The records of one protocol, set-construction seed and target draw.
+
+    Tables pool seeds of the same method; records of other protocols or set and target draws
+    are other experiments and are never pooled with them.
+    """
+    return [r for r in records
+            if r["request"].get("protocol", "paper") == protocol
+            and r["request"].get("sets_seed", 0) == sets_seed
+            and r["request"].get("target_seed", 3141) == target_seed]
+
+
+def paper_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str, float]]:
+    """The paper's comparative claims that the records can answer.
+
+    Each is ``(claim, a, b, set, paper's relative change of b against a)`` with runs given as
+    ``(method, target set, N)``.
+    """
+    out = []
+    for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION):
+        paper = paper_value("cal", set_name) / paper_value("baseline", set_name) - 1
+        out.append((f"CAL vs IR-net on {col.SET_LABELS.get(set_name, set_name)}",
+                    ("baseline", "", 0), ("cal", "", 0), set_name, paper))
+    for target, n in targeted_pairs(records):
+        paper = paper_value("targeted", target, target, n) / \
+            paper_value("finetune", target, target, n) - 1
+        out.append((f"targeted CAL vs fine-tuning on {col.SET_LABELS.get(target, target)}, "
+                    f"N={n}", ("finetune", target, n), ("targeted", target, n), target, paper))
+    for method in ABLATIONS:
+        for set_name in (col.COVARIATE, col.PRIOR, col.RELATION):
+            paper = paper_value(method, set_name) / paper_value("cal", set_name) - 1
+            out.append((f"{method_label(method)} vs CAL on "
+                        f"{col.SET_LABELS.get(set_name, set_name)}", ("cal", "", 0),
+                        (method, "", 0), set_name, paper))
+    return out
+
+
+def control_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str, float]]:
+    """What the controls ask, as ``(question, a, b, set, nan)`` (the paper has no claim)."""
+    out = []
+    for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, VALIDATION):
+        label = col.SET_LABELS.get(set_name, set_name)
+        out.append((f"learned w vs fixed w (CAL vs CAL, fixed w) on {label}",
+                    ("cal_fixed_w", "", 0), ("cal", "", 0), set_name, np.nan))
+        out.append((f"w step per SAL step vs per epoch (CAL) on {label}",
+                    ("cal[w_reset=every_update,w_update=epoch]", "", 0), ("cal", "", 0),
+                    set_name, np.nan))
+    for target, n in targeted_pairs(records):
+        label = f"{col.SET_LABELS.get(target, target)}, N={n}"
+        t = ("targeted", target, n)
+        out += [
+            (f"targeted CAL vs no attack on {label}", ("targeted_noattack", target, n), t,
+             target, np.nan),
+            (f"targeted CAL vs IR-net + N rows on {label}", ("plain_target", target, n), t,
+             target, np.nan),
+            (f"fine-tune (held-out rule) vs oracle fine-tune on {label}",
+             ("finetune_oracle", target, n), ("finetune", target, n), target, np.nan),
+            (f"targeted CAL vs oracle fine-tune on {label}", ("finetune_oracle", target, n), t,
+             target, np.nan)]
+    return out
+
+
+def _comparison_rows(records: list[dict], comparisons: list, which: str) -> list[dict]:
+    frame = metrics_frame(records, which)
+    rows = []
+    if frame.empty:
+        return rows
+    for claim, a, b, set_name, paper_change in comparisons:
+        pair = _pair(frame, a, b, set_name, "loss")
+        if pair["n_pairs"]:
+            rows.append({"claim": claim, "paper_change": paper_change, "n": pair["n_pairs"],
+                         "estimate": pair["rel"], "low": pair["rel_low"],
+                         "high": pair["rel_high"], "p_value": pair["p_value"]})
+    return rows
+
+
 def claims_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
     """Each comparative claim of the paper with ours and a verdict.
 
@@ -208,35 +285,61 @@ def claims_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
     Holm-adjusted p-value across the table, and a verdict (``holds``, ``reversed`` or
     ``not resolved``; see :func:`calkit.stats.verdicts`).
     """
-    frame = metrics_frame(records, which)
-    if frame.empty:
-        return pd.DataFrame()
-    rows = []
+    rows = _comparison_rows(records, paper_comparisons(records), which)
+    return stats.verdicts(pd.DataFrame(rows)).set_index("claim") if rows else pd.DataFrame()
 
-    def add(claim: str, a: tuple, b: tuple, set_name: str, paper_change: float) -> None:
-        pair = _pair(frame, a, b, set_name, "loss")
-        if pair["n_pairs"] and np.isfinite(paper_change):
-            rows.append({"claim": claim, "paper_change": paper_change, "n": pair["n_pairs"],
-                         "estimate": pair["rel"], "low": pair["rel_low"],
-                         "high": pair["rel_high"], "p_value": pair["p_value"]})
 
-    for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION):
-        paper = paper_value("cal", set_name) / paper_value("baseline", set_name) - 1
-        add(f"CAL vs IR-net on {col.SET_LABELS.get(set_name, set_name)}", ("baseline", "", 0),
-            ("cal", "", 0), set_name, paper)
-    for target, n in targeted_pairs(records):
-        paper = paper_value("targeted", target, target, n) / \
-            paper_value("finetune", target, target, n) - 1
-        add(f"targeted CAL vs fine-tuning on {col.SET_LABELS.get(target, target)}, N={n}",
-            ("finetune", target, n), ("targeted", target, n), target, paper)
-    for method in ABLATIONS:
-        for set_name in (col.COVARIATE, col.PRIOR, col.RELATION):
-            paper = paper_value(method, set_name) / paper_value("cal", set_name) - 1
-            add(f"{method_label(method)} vs CAL on {col.SET_LABELS.get(set_name, set_name)}",
-                ("cal", "", 0), (method, "", 0), set_name, paper)
+def controls_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """The controls' paired comparisons.
+
+    Columns: the relative change of the second run's loss, its 95 % t interval, the
+    Holm-adjusted p across this table, and ``lower``/``higher``/``not resolved``.
+    """
+    rows = _comparison_rows(records, control_comparisons(records), which)
     if not rows:
         return pd.DataFrame()
-    return stats.verdicts(pd.DataFrame(rows)).set_index("claim")
+    table = pd.DataFrame(rows).drop(columns="paper_change")
+    table["p_holm"] = stats.holm(table["p_value"].to_numpy())
+    resolved = (table["p_holm"] < 0.05) & ((table["high"] < 0) | (table["low"] > 0))
+    table["verdict"] = np.where(~resolved, "not resolved",
+                                np.where(table["estimate"] < 0, "lower", "higher"))
+    return table.set_index("claim")
+
+
+def paired_points(records: list[dict], comparisons: list, which: str = "ema") -> pd.DataFrame:
+    """Per-seed relative changes ``b / a - 1`` of each comparison (for dot plots)."""
+    frame = metrics_frame(records, which)
+    out = []
+    if frame.empty:
+        return pd.DataFrame(columns=["claim", "seed", "change"])
+    keyed = frame.assign(key=frame["method"] + "@" + frame["target_set"] + ":"
+                         + frame["n_target"].astype(str))
+    for claim, a, b, set_name, _ in comparisons:
+        ka, kb = (f"{m}@{t}:{n}" for m, t, n in (a, b))
+        sub = keyed[keyed["set"] == set_name]
+        left = sub[sub["key"] == ka].set_index("seed")["loss"]
+        right = sub[sub["key"] == kb].set_index("seed")["loss"]
+        both = left.index.intersection(right.index)
+        out += [{"claim": claim, "seed": int(s), "change": right[s] / left[s] - 1} for s in both]
+    return pd.DataFrame(out, columns=["claim", "seed", "change"])
+
+
+def warmup_selection(records: list[dict]) -> pd.DataFrame:
+    """Per method key: how many seeds' raw and EMA models were selected in the warm-up.
+
+    Such a model is the plain warm-up network, not a result of the method.
+    """
+    rows = [{"method": method_key(r["request"]), "target": r["request"].get("target_set") or "",
+             "N": int(r["request"].get("n_target") or 0),
+             "raw": bool(r.get("selected_in_warmup")),
+             "ema": bool(r.get("ema_selected_in_warmup"))}
+            for r in records if "selected_in_warmup" in r]
+    if not rows:
+        return pd.DataFrame(columns=["seeds", "raw in warm-up", "EMA in warm-up"])
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["method", "target", "N"]).agg(
+        seeds=("raw", "size"), **{"raw in warm-up": ("raw", "sum"),
+                                  "EMA in warm-up": ("ema", "sum")})
 
 
 # ------------------------------------------------------------------ runs and figures
@@ -249,7 +352,10 @@ def run_overview(records: list[dict]) -> pd.DataFrame:
             "run_id": rec["run_id"], "method": method_key(req), "seed": req["seed"],
             "target": req.get("target_set") or "", "N": int(req.get("n_target") or 0),
             "selected epoch": rec.get("selected_epoch"), "epochs run": rec.get("epochs_run"),
-            "selected in warm-up": rec.get("selected_in_warmup"), "diverged": rec.get("diverged"),
+            "protocol": req.get("protocol", "paper"),
+            "EMA epoch": rec.get("ema_selected_epoch"),
+            "selected in warm-up": rec.get("selected_in_warmup"),
+            "EMA in warm-up": rec.get("ema_selected_in_warmup"), "diverged": rec.get("diverged"),
             "w frozen": rec.get("w_frozen"), "wall s": rec.get("wall_seconds"),
             "commit": (rec.get("git_commit") or "")[:8]})
     return pd.DataFrame(rows)

@@ -43,8 +43,30 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
+def _git_state() -> tuple[str | None, bool | None]:
+    """The repository's commit and whether ``calkit/`` has uncommitted changes."""
+    root = repo_root()
+    if root is None:
+        return None, None
+    try:
+        git = ["git", "-C", str(root)]
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = bool(subprocess.run([*git, "status", "--porcelain", "--untracked-files=no",
+                                     "calkit"], capture_output=True, text=True,
+                                    check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+    return commit, dirty
+
+
+CODE_STATE = _git_state()
+"""Commit and dirty flag read when this code was imported: a long sweep worker keeps the code it
+loaded even if the checkout moves on, so the record must name that commit, not today's."""
+
+
 def environment_info(device: str) -> dict:
-    """Hardware, package versions and the git commit, stored with every record."""
+    """Hardware, package versions and the git commit of the running code, for every record."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torch
@@ -58,18 +80,7 @@ def environment_info(device: str) -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    commit, dirty = None, None
-    root = repo_root()
-    if root is not None:
-        try:
-            git = ["git", "-C", str(root)]
-            commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                    check=True).stdout.strip()
-            dirty = bool(subprocess.run([*git, "status", "--porcelain", "--untracked-files=no",
-                                         "calkit"], capture_output=True, text=True,
-                                        check=True).stdout.strip())
-        except (OSError, subprocess.CalledProcessError):
-            pass
+    commit, dirty = CODE_STATE
     resolved = select_device(device)
     return {
         "git_commit": commit,

@@ -187,7 +187,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
                                       "seed": config.seed, "device": config.device}).validate()
     sal = with_fields(prof.sal, {**method.sal_changes, **sal_over}).validate() \
         if method.family == "cal" else None
-    finetune = FineTuneConfig().validate() if method.family == "finetune" else None
+    finetune = prof.finetune.validate() if method.family == "finetune" else None
     preset = config.model_preset or method.model_preset or prof.model_preset
     model = {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items() if k != "note"}
     target = None

@@ -429,3 +429,17 @@ def test_ema_warmup_and_own_selection():
                                                        ema_start_epoch=2, patience=50,
                                                        ema_selection="raw"))
     assert legacy.ema_selected_epoch == legacy.selected_epoch
+
+
+def test_oracle_fine_tune_picks_on_the_evaluation_rows_and_survives_none():
+    from calkit.methods.finetune import fine_tune_oracle
+
+    X, y, sets = shifted_regression(0, n=900)
+    base = train(small_net(), X, y, sets, TrainConfig(epochs=5, progress=False)).model
+    idx, masks = select_target(sets, "covariate", 64)
+    rows = np.flatnonzero(masks["Xshift_umap"])
+    cfg = FineTuneConfig(max_epochs=15, patience=15)
+    chosen, last, info = fine_tune_oracle(base, X, y, idx, rows, cfg)
+    assert info["oracle_loss"] <= info["baseline_loss"] and info["note"].startswith("ORACLE")
+    _, _, empty = fine_tune_oracle(base, X, y, idx, rows[:0], cfg)
+    assert empty["epochs"] == 0 and "no evaluation rows" in empty["note"]

@@ -101,3 +101,26 @@ def test_bad_papermill_parameter_fails_in_the_first_cell_with_valid_values(tmp_p
     assert "Valid methods: baseline, cal, targeted" in str(err.value)
     # It failed before any data was loaded: the first code cell after the parameters.
     assert err.value.exec_count <= 4
+
+
+def test_finetune_notebook_runs_from_a_fresh_clone(tmp_path, _session_cache):
+    """The newcomer's first fine-tune: no baseline record or checkpoint exists yet, so the
+    baseline is trained first; then fine-tuning runs on the target rows."""
+    import os
+
+    import papermill
+
+    if not os.environ.get("CALKIT_DATA"):
+        pytest.skip("CALKIT_DATA is not set to the data mirror")
+    os.environ["CALKIT_RESULTS"] = str(tmp_path / "results")
+    try:
+        papermill.execute_notebook(
+            str(ROOT / "notebooks" / "03_training.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={"method": "finetune", "target_set": "relation", "n_target": 16,
+                        "profile": "smoke"},
+            kernel_name="python3", progress_bar=False, cwd=str(ROOT / "notebooks"))
+    finally:
+        os.environ.pop("CALKIT_RESULTS")
+    runs = sorted(p.name.split("-")[0] for p in (tmp_path / "results" / "smoke" / "runs").iterdir())
+    assert runs == ["baseline", "finetune"]

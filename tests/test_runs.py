@@ -211,8 +211,12 @@ def test_grid_loading_validates_entries(tmp_path):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_jobs_one_and_two_give_identical_records(real_data, tmp_path):
-    """The smoke base grid, one seed, sequentially and in two worker processes."""
-    configs = sweep.load_grid("grids/base.yaml", profile="smoke", seeds=[0])
+    """A smoke grid (baseline, CAL, a fine-tune that waits for its baseline), one seed,
+    sequentially and in two worker processes."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("runs:\n  - {method: baseline}\n  - {method: cal}\n"
+                    "  - {method: finetune, target_set: relation, n_target: 16}\n")
+    configs = sweep.load_grid(grid, profile="smoke", seeds=[0])
     one, two = tmp_path / "one", tmp_path / "two"
     assert sweep.run_sweep(configs, jobs=1, root=one, progress=False) == {}
     assert sweep.run_sweep(configs, jobs=2, root=two, progress=False) == {}

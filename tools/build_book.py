@@ -60,9 +60,37 @@ def execute_notebooks(src: Path, profile: str, only: list[str] | None) -> dict[s
             progress_bar=False,
             request_save_on_cell_execute=False,
         )
+        fold_parameters(src / "notebooks" / notebook.name)
         timings[notebook.name] = time.perf_counter() - start
         print(f"[book] {notebook.name}: {timings[notebook.name]:.0f} s", flush=True)
     return timings
+
+
+def fold_parameters(path: Path) -> None:
+    """Show a notebook's parameters once, as a short box under its title.
+
+    The parameters cell (the defaults) and the cell papermill injects (the values used) are
+    removed from the page, and one note lists the values this page was executed with.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    values: dict[str, str] = {}
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if "parameters" in tags or "injected-parameters" in tags:
+            for line in cell.source.splitlines():
+                name, sep, value = line.partition("=")
+                if sep and not line.lstrip().startswith("#"):
+                    values[name.strip()] = value.split("#")[0].strip()
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    if values:
+        listing = ", ".join(f"`{k} = {v}`" for k, v in values.items())
+        note = nbformat.v4.new_markdown_cell(
+            f"```{{note}}\nThis page was executed with {listing}. Re-run it with other values "
+            "through papermill (see *How to re-run*).\n```")
+        nb.cells.insert(1, note)
+    nbformat.write(nb, path)
 
 
 def build_html(src: Path, html: Path) -> None:

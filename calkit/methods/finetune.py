@@ -189,6 +189,11 @@ def fine_tune_oracle(model: nn.Module, X: np.ndarray, y: np.ndarray, fit_rows: n
     gen = seed_everything(recipe.seed)
     _, loss_none = loss_functions(recipe.loss)
     base = copy.deepcopy(model).to(device)
+    if len(eval_rows) == 0:  # N took the whole set: nothing left to choose on (or report)
+        info = {"lr": None, "epochs": 0, "oracle_loss": math.nan, "baseline_loss": math.nan,
+                "grid": [], "note": "ORACLE: no evaluation rows left after drawing N; the "
+                                    "baseline is returned unchanged."}
+        return base.eval(), base, info
     rows = torch.as_tensor(eval_rows, device=device)
     Xt = torch.as_tensor(np.asarray(X, np.float32), device=device)
     yt = torch.as_tensor(np.asarray(y, np.float32), device=device)
