@@ -124,3 +124,21 @@ def test_finetune_notebook_runs_from_a_fresh_clone(tmp_path, _session_cache):
         os.environ.pop("CALKIT_RESULTS")
     runs = sorted(p.name.split("-")[0] for p in (tmp_path / "results" / "smoke" / "runs").iterdir())
     assert runs == ["baseline", "finetune"]
+
+
+def test_every_page_loads_cleanly_in_a_browser(smoke_book):
+    """Headless Chromium opens every page: no console errors, every image decodes, and no
+    code input is visible without a click on the notebook pages."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from page_check import check_book, chromium_binary
+
+    if chromium_binary() is None:
+        pytest.skip("Chromium is not installed: on Debian run `apt-get install -y chromium` "
+                    "(.ci/run does) to check the pages in a browser")
+    report = check_book(smoke_book / "html")
+    assert len(report) >= 10
+    for page, info in report.items():
+        assert not info["errors"], (page, info["errors"])
+        assert not info["broken"], (page, info["broken"])
+        if page.startswith("notebooks/"):
+            assert info["inputs"] > 0 and info["visibleInputs"] == 0, (page, info)

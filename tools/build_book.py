@@ -97,6 +97,10 @@ def build_html(src: Path, html: Path) -> None:
     """Generate conf.py from the Jupyter Book config and run Sphinx with warnings as errors."""
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "jupyter-book"), "config", "sphinx", str(src)], check=True)
+    # `jupyter-book build` puts local extensions on sys.path itself; plain sphinx-build does not.
+    conf = src / "conf.py"
+    conf.write_text("import os, sys\nsys.path.insert(0, os.path.abspath('book/_ext'))\n"
+                    + conf.read_text())
     if html.exists():
         shutil.rmtree(html)
     subprocess.run(
