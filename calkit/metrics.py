@@ -51,6 +51,16 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
             "rmse": rmse(y_true, y_pred), "r2": r2(y_true, y_pred)}
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Device of a model's first parameter, else of its first buffer, else the CPU.
+
+    Models without parameters (e.g. a wrapped random forest) compute on the CPU.
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, X: np.ndarray | torch.Tensor, batch_size: int = 8192,
             device: torch.device | str | None = None) -> np.ndarray:
@@ -67,7 +77,7 @@ def predict(model: nn.Module, X: np.ndarray | torch.Tensor, batch_size: int = 81
     Returns:
         Predictions as a float32 NumPy array of shape ``(n,)``.
     """
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = torch.device(device) if device is not None else model_device(model)
     Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
     was_training = model.training
     model.eval()

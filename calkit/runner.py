@@ -218,7 +218,8 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
             sal=run.sal, finetune=run.finetune,
             target_set=(run.identity["target"] or {}).get("set"), n_target=config.n_target,
             target_seed=config.target_seed,
-            baseline=lambda: baseline_models(config, bundle, root, progress))
+            baseline=lambda: baseline_models(config, bundle, root, progress),
+            settings=dict(method.settings))
         out = method.run(inputs)
         eval_masks = {k: np.asarray(v, bool) for k, v in dict(out.eval_masks).items()}
         models = {"raw": out.model, "ema": out.ema_model,

@@ -211,6 +211,8 @@ def resolve(config: RunConfig) -> ResolvedRun:
         "baseline": resolve(config.baseline()).run_id if method.needs_baseline else None,
         "threads": prof.threads,
     }
+    if method.settings:  # only when present, so the ids of methods without settings stay put
+        identity["method_settings"] = dict(method.settings)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode())
     return ResolvedRun(config, method, preset, train, sal, finetune, prof.threads, identity,
                        f"{method.name}-{digest.hexdigest()[:12]}")

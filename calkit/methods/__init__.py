@@ -2,7 +2,7 @@
 
 Importing this package registers every method, family by family, in the order of tables and
 error messages: ``plain`` (the baseline), ``cal`` (CAL, targeted CAL and the paper's
-ablations) and ``finetune``.
+ablations), ``finetune``, the controls and the OOD baselines (:mod:`calkit.methods.baselines`).
 """
 
 import importlib
@@ -18,7 +18,7 @@ from calkit.methods.registry import (
     register,
 )
 
-FAMILY_MODULES = ("plain", "cal", "finetune", "controls")
+FAMILY_MODULES = ("plain", "cal", "finetune", "controls", "baselines")
 for _module in FAMILY_MODULES:
     importlib.import_module(f"calkit.methods.{_module}")
 

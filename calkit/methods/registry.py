@@ -38,6 +38,8 @@ class MethodInputs:
         n_target: Number of target rows.
         target_seed: Seed of the draw of the target rows (the same rows for every method).
         baseline: Returns the baseline's ``(raw, ema)`` models (fine-tune family).
+        settings: The method's own settings (:attr:`Method.settings`), e.g. a baseline's
+            hyperparameters; empty for methods that have none.
     """
 
     X: np.ndarray
@@ -51,6 +53,7 @@ class MethodInputs:
     n_target: int = 0
     target_seed: int = 3141
     baseline: Callable[[], tuple[nn.Module, nn.Module]] | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +100,9 @@ class Method:
         saves_checkpoint: Whether the run stores its weights (methods that others start from).
         paper_rows: Tables of the paper the method has rows in (``base``, ``targeted``,
             ``ablation``).
+        settings: The method's own settings beyond the recipe (e.g. a baseline's
+            hyperparameters), passed to its run function as :attr:`MethodInputs.settings` and
+            part of the run identity (as ``method_settings``) when non-empty.
     """
 
     name: str
@@ -112,6 +118,7 @@ class Method:
     needs_baseline: bool = False
     saves_checkpoint: bool = False
     paper_rows: tuple[str, ...] = ()
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
