@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -213,6 +214,7 @@ def test_grid_loading_validates_entries(tmp_path):
 def test_jobs_one_and_two_give_identical_records(real_data, tmp_path):
     """A smoke grid (baseline, CAL, a fine-tune that waits for its baseline), one seed,
     sequentially and in two worker processes."""
+    pytest.importorskip("distributed", reason="--jobs 2 runs on Dask: pip install 'calkit[dask]'")
     grid = tmp_path / "grid.yaml"
     grid.write_text("runs:\n  - {method: baseline}\n  - {method: cal}\n"
                     "  - {method: finetune, target_set: relation, n_target: 16}\n")
@@ -261,3 +263,22 @@ def test_every_registered_method_runs_end_to_end(tiny_bundle, tmp_path):
     oracle = store.load_records("smoke", tmp_path)
     notes = [r["finetune"]["note"] for r in oracle if r["method"] == "finetune_oracle"]
     assert notes and notes[0].startswith("ORACLE")
+
+
+def test_sweeps_run_without_dask_in_process_and_name_the_extra_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    config = RunConfig(method="baseline", profile="smoke")
+    calls = []
+
+    def runner(c, root):
+        calls.append(c.run_id)
+        return c.run_id, 0.0, None
+
+    assert sweep.run_sweep([config], jobs=1, root=tmp_path, progress=False, runner=runner) == {}
+    assert calls == [config.run_id]
+    for kwargs in ({"jobs": 2}, {"scheduler": "local"}, {"scheduler": "tcp://127.0.0.1:9"}):
+        with pytest.raises(sweep.SweepError, match=r"pip install 'calkit\[dask\]'.*--jobs 1"):
+            sweep.run_sweep([config], root=tmp_path, progress=False, runner=runner, **kwargs)
+    grid = tmp_path / "g.yaml"
+    grid.write_text("runs:\n  - {method: baseline}\n")
+    assert sweep.main([str(grid), "--profile", "smoke", "--results", str(tmp_path)]) == 2
