@@ -51,7 +51,7 @@ import yaml
 from tqdm import tqdm
 
 from calkit.methods import get_method
-from calkit.profiles import check_profile
+from calkit.profiles import PROFILES, check_profile
 from calkit.runs import RunConfig
 from calkit.store import record_path, results_dir, stale_records_of
 
@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("grid", help="YAML grid file, e.g. grids/base.yaml")
     parser.add_argument(
-        "--profile", default=None, help="override every run's profile (smoke, cpu, paper)"
+        "--profile", default=None,
+        help=f"override every run's profile ({', '.join(PROFILES)})"
     )
     parser.add_argument("--seeds", default=None, help="comma-separated seeds overriding the grid's")
     parser.add_argument("--jobs", type=int, default=2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from calkit.methods import REGISTRY, Method, get_method, method_label
 from calkit.methods.plain import run_plain
 from calkit.methods.registry import _REGISTRY
 from calkit.runs import RECORD_FORMAT, RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(name: str, **kw) -> RunConfig:
@@ -282,3 +285,19 @@ def test_sweeps_run_without_dask_in_process_and_name_the_extra_otherwise(tmp_pat
     grid = tmp_path / "g.yaml"
     grid.write_text("runs:\n  - {method: baseline}\n")
     assert sweep.main([str(grid), "--profile", "smoke", "--results", str(tmp_path)]) == 2
+
+
+def test_paper_short_is_the_paper_model_and_sal_with_the_converging_recipe():
+    short = RunConfig(method="cal", profile="paper-short").resolve()
+    paper = RunConfig(method="cal", profile="paper").resolve()
+    cpu = RunConfig(method="cal", profile="cpu").resolve()
+    assert short.identity["model"] == paper.identity["model"]
+    assert short.identity["model"]["preset"] == "paper"
+    assert short.identity["sal"] == paper.identity["sal"]
+    assert short.identity["train"] == cpu.identity["train"]
+    assert (short.train.lr, short.train.schedule, short.train.epochs, short.train.patience,
+            short.train.ema_start_epoch) == (1e-3, "cosine", 60, 20, 10)
+    assert short.identity["data"]["max_rows"] is None and short.threads == 1
+    assert len({r.run_id for r in (short, paper, cpu)}) == 3
+    configs = sweep.load_grid(ROOT / "grids" / "paper_short.yaml")
+    assert {c.profile for c in configs} == {"paper-short"}
