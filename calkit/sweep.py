@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import shutil
 import sys
 import time
 import traceback
@@ -187,13 +188,17 @@ def slurm_cluster(cores: int = 4, memory: str = "16GB", walltime: str = "04:00:0
             ``cluster.job_script()``).
 
     Raises:
-        SweepError: If dask-jobqueue is not installed.
+        SweepError: If dask-jobqueue is not installed, or ``sbatch`` is not on the ``PATH``
+            (with ``scale``: the jobs could never start and the sweep would wait for them).
     """
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
         raise SweepError(f"--cluster slurm needs dask-jobqueue ({exc}). Install it: "
                          "pip install 'calkit[slurm]'.") from exc
+    if scale and shutil.which("sbatch") is None:
+        raise SweepError("--cluster slurm submits Slurm jobs, but sbatch is not on the PATH: run "
+                         "the sweep on a Slurm login node (or use --scheduler).")
     cluster = SLURMCluster(cores=cores, processes=cores, memory=memory, walltime=walltime,
                            account=account, queue=queue,
                            job_extra_directives=list(extra or []),
@@ -314,6 +319,8 @@ def run_sweep(
         else:
             distributed = _import_distributed()
             with dask_client(scheduler, jobs, cluster) as client:
+                if not client.scheduler_info().get("workers"):
+                    print("[sweep] the Dask cluster has no workers yet; the runs wait for them")
                 for batch in (first, later):  # the second phase starts from the first's records
                     futures = {client.submit(_task, runner, c, root_s, pure=False,
                                              retries=TASK_RETRIES): c for c in batch}

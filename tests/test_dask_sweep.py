@@ -150,3 +150,15 @@ def test_slurm_cluster_job_script_carries_the_options():
                  "#SBATCH --gres=gpu:1", "export OMP_NUM_THREADS=1", "--nworkers 2",
                  "--nthreads 1"):
         assert part in script, (part, script)
+
+
+def test_slurm_without_sbatch_is_refused_before_submitting(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("dask_jobqueue", reason="pip install 'calkit[slurm]'")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    with pytest.raises(sweep.SweepError, match="sbatch is not on the PATH"):
+        sweep.slurm_cluster()
+    grid = tmp_path / "g.yaml"
+    grid.write_text("runs:\n  - {method: baseline}\n")
+    assert sweep.main([str(grid), "--profile", "smoke", "--cluster", "slurm",
+                       "--results", str(tmp_path)]) == 2
+    assert "sbatch" in capsys.readouterr().err
