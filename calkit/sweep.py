@@ -368,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     dask_opts.add_argument("--slurm-account", default=None, help="Slurm --account")
     dask_opts.add_argument("--slurm-queue", default=None, help="Slurm partition")
     dask_opts.add_argument("--slurm-extra", action="append", default=None, metavar="DIRECTIVE",
-                           help="extra #SBATCH directive, repeatable (e.g. --gres=gpu:1)")
+                           help="extra #SBATCH directive, repeatable; write it with = "
+                           "(--slurm-extra=--gres=gpu:1)")
     parser.add_argument(
         "--results", default=None, help="results root (default: the repository's results/)"
     )
