@@ -1,8 +1,12 @@
-"""Run a grid of experiments, resumably, in several local processes.
+"""Run a grid of experiments, resumably, in-process or on a Dask cluster.
 
 Usage::
 
-    calkit sweep grids/base.yaml --profile cpu --jobs 2
+    calkit sweep grids/base.yaml --profile cpu --jobs 1            # in-process, no Dask needed
+    calkit sweep grids/base.yaml --profile cpu --jobs 2            # a LocalCluster of 2 workers
+    calkit sweep grids/base.yaml --scheduler local --jobs 4        # the same, explicitly
+    calkit sweep grids/base.yaml --scheduler tcp://HOST:8786       # a running Dask cluster
+    calkit sweep grids/base.yaml --cluster slurm --slurm-jobs 4    # workers as Slurm jobs
     calkit sweep grids/base.yaml --profile smoke --dry-run
     calkit sweep grids/base.yaml --rerun-stale
 
@@ -16,31 +20,56 @@ A grid file lists runs and seeds::
       - {method: targeted, target_set: relation, n_target: 256}
 
 Each run's record is written atomically when it finishes, so an interrupted sweep (Ctrl-C,
-a closed session) loses at most the runs in flight; the next call skips every run whose
-record exists. Runs that start from a baseline (registry: ``needs_baseline``) are scheduled
-after the others. A run whose request has a record under another id (the code now computes
-something else) is *stale*: it is listed, and recomputed only with ``--rerun-stale``, which
-then removes the superseded record. Every run computes with its profile's fixed thread
-count, so ``--jobs`` never changes a number.
+a closed session, a lost worker) loses at most the runs in flight; the next call skips every
+run whose record exists. Runs that start from a baseline (registry: ``needs_baseline``) are
+scheduled after the others have finished. A run whose request has a record under another id
+(the code now computes something else) is *stale*: it is listed, and recomputed only with
+``--rerun-stale``, which then removes the superseded record. Every run computes with its
+profile's fixed thread count, so the number of workers never changes a number.
+
+One engine runs the grid: with ``--jobs 1`` (and no scheduler) the runs execute one after the
+other in this process; otherwise every run is a Dask task (``dask`` and ``distributed``, the
+``calkit[dask]`` extra; ``dask-jobqueue`` for Slurm: ``calkit[slurm]``). Workers write records
+straight into the results folder, so a cluster's workers must share that folder (and have
+calkit and the data installed). A task whose worker dies is run again on another worker; a
+task that finds its record already written returns at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import multiprocessing
+import shutil
 import sys
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tqdm import tqdm
 
 from calkit.methods import get_method
+from calkit.profiles import PROFILES, check_profile
 from calkit.runs import RunConfig
 from calkit.store import record_path, results_dir, stale_records_of
+
+DASK_HINT = ("pip install 'calkit[dask]'  (Slurm: pip install 'calkit[slurm]'), or run "
+             "in-process with --jobs 1")
+CONNECT_TIMEOUT = "5s"
+TASK_RETRIES = 2
+
+Outcome = tuple[str, float, "str | None"]
+"""``(run_id, seconds, traceback or None)`` of one run."""
+Runner = Callable[[RunConfig, "str | None"], Outcome]
+"""Runs one config into the results root; the default is :func:`_run_one`."""
+
+
+class SweepError(RuntimeError):
+    """The sweep could not start (no Dask, an unreachable scheduler, bad cluster options)."""
+
 
 RUN_FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
@@ -88,7 +117,8 @@ def load_grid(
     return sorted(configs, key=lambda c: get_method(c.method).needs_baseline)
 
 
-def _run_one(config: RunConfig, root: str | None) -> tuple[str, float, str | None]:
+def _run_one(config: RunConfig, root: str | None) -> Outcome:
+    """Run one config with :func:`calkit.runner.run_experiment`; errors become the outcome."""
     from calkit.runner import run_experiment
 
     start = time.perf_counter()
@@ -97,6 +127,23 @@ def _run_one(config: RunConfig, root: str | None) -> tuple[str, float, str | Non
         return config.run_id, time.perf_counter() - start, None
     except Exception:  # one failed run must not end the sweep; it is reported at the end
         return config.run_id, time.perf_counter() - start, traceback.format_exc()
+
+
+def _task(runner: Runner, config: RunConfig, root: str | None) -> Outcome:
+    """One Dask task: fix torch's threads, skip a run already recorded, else run it.
+
+    A task is run again when its worker is lost; if the lost worker had already written the
+    record (atomically), the retry finds it and returns without recomputing.
+    """
+    try:
+        import torch
+
+        torch.set_num_threads(check_profile(config.profile).threads)
+    except ImportError:  # pragma: no cover - calkit needs torch; a test runner may not
+        pass
+    if record_path(config.run_id, config.profile, root).is_file():
+        return config.run_id, 0.0, None
+    return runner(config, root)
 
 
 def plan(configs: list[RunConfig], root: str | Path | None = None
@@ -114,17 +161,125 @@ def plan(configs: list[RunConfig], root: str | Path | None = None
     return done, todo, stale
 
 
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise SweepError(f"running a sweep on Dask needs dask and distributed ({exc}). Install "
+                         f"them: {DASK_HINT}.") from exc
+    return distributed
+
+
+def slurm_cluster(cores: int = 4, memory: str = "16GB", walltime: str = "04:00:00",
+                  jobs: int = 1, account: str | None = None, queue: str | None = None,
+                  extra: list[str] | None = None, scale: bool = True) -> Any:
+    """A ``dask_jobqueue.SLURMCluster``: ``jobs`` Slurm jobs of ``cores`` one-thread workers.
+
+    Args:
+        cores: Cores per Slurm job; each job runs that many worker processes of one thread.
+        memory: Memory per Slurm job (shared by its workers), e.g. ``"16GB"``.
+        walltime: Time limit per job, ``HH:MM:SS``; a run still going when its job ends is
+            lost and run again on another worker (set it above the longest run).
+        jobs: Slurm jobs to submit.
+        account: ``--account`` of the jobs, if the site needs one.
+        queue: Slurm partition (``--partition``).
+        extra: More ``#SBATCH`` directives, e.g. ``["--gres=gpu:1"]``.
+        scale: Submit the jobs now (``False``: build the cluster only, e.g. to inspect
+            ``cluster.job_script()``).
+
+    Raises:
+        SweepError: If dask-jobqueue is not installed, or ``sbatch`` is not on the ``PATH``
+            (with ``scale``: the jobs could never start and the sweep would wait for them).
+    """
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as exc:
+        raise SweepError(f"--cluster slurm needs dask-jobqueue ({exc}). Install it: "
+                         "pip install 'calkit[slurm]'.") from exc
+    if scale and shutil.which("sbatch") is None:
+        raise SweepError("--cluster slurm submits Slurm jobs, but sbatch is not on the PATH: run "
+                         "the sweep on a Slurm login node (or use --scheduler).")
+    cluster = SLURMCluster(cores=cores, processes=cores, memory=memory, walltime=walltime,
+                           account=account, queue=queue,
+                           job_extra_directives=list(extra or []),
+                           # the worker processes read OMP_NUM_THREADS when torch loads
+                           job_script_prologue=["export OMP_NUM_THREADS=1"])
+    if scale:
+        cluster.scale(jobs=jobs)
+    return cluster
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, jobs: int = 2,
+                cluster: Any = None) -> Iterator[Any]:
+    """A ``distributed.Client`` for a sweep, closed (with any cluster it started) on exit.
+
+    Args:
+        scheduler: ``"local"`` or ``None`` (a ``LocalCluster`` of ``jobs`` one-thread worker
+            processes) or a scheduler address such as ``tcp://host:8786``.
+        jobs: Workers of the local cluster.
+        cluster: A cluster object (e.g. :func:`slurm_cluster`); overrides ``scheduler``.
+
+    Raises:
+        SweepError: If Dask is missing or the scheduler does not answer within 5 s.
+    """
+    distributed = _import_distributed()
+    if cluster is not None:
+        with distributed.Client(cluster) as client:
+            yield client
+        return
+    if scheduler in (None, "local"):
+        if jobs < 1:
+            raise SweepError(f"--jobs must be >= 1, got {jobs}")
+        with distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                      dashboard_address=None) as local, \
+                distributed.Client(local) as client:
+            yield client
+        return
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise SweepError(
+            f"no Dask scheduler answered at {scheduler!r} within {CONNECT_TIMEOUT} ({exc}). "
+            "Start one there (`dask scheduler`, then `dask worker ADDRESS` on each machine), "
+            "check the address and port, or use --scheduler local.") from exc
+    with client:
+        yield client
+
+
 def run_sweep(
     configs: list[RunConfig],
     jobs: int = 2,
     root: str | Path | None = None,
     progress: bool = True,
     rerun_stale: bool = False,
+    scheduler: str | None = None,
+    cluster: Any = None,
+    runner: Runner | None = None,
 ) -> dict[str, str]:
     """Run every config without a record; return ``run_id -> traceback`` of failed runs.
 
     Configs whose request has a stale record are skipped (and listed) unless ``rerun_stale``.
+
+    Args:
+        configs: The runs, e.g. from :func:`load_grid`.
+        jobs: ``1`` with no ``scheduler``/``cluster``: one after the other in this process
+            (no Dask needed); otherwise the worker count of a local Dask cluster.
+        root: Results root (see :func:`calkit.store.results_dir`).
+        progress: Show a progress bar.
+        rerun_stale: Recompute runs whose only records are stale, then delete those records.
+        scheduler: ``"local"`` or a Dask scheduler address (``tcp://host:8786``).
+        cluster: A Dask cluster object (e.g. :func:`slurm_cluster`).
+        runner: What runs one config (default :func:`_run_one`, i.e. ``run_experiment``);
+            a picklable top-level function for Dask.
+
+    Raises:
+        SweepError: If Dask is needed but missing, or the scheduler cannot be reached.
     """
+    runner = runner or _run_one
+    use_dask = scheduler is not None or cluster is not None or jobs != 1
+    if use_dask:
+        _import_distributed()  # fail before any planning output
     done, todo, stale = plan(configs, root)
     if stale and not rerun_stale:
         print(f"[sweep] {len(stale)} run(s) have only stale records (made by other code); "
@@ -132,15 +287,18 @@ def run_sweep(
         for run_id, paths in stale.items():
             print(f"  {run_id} <- {', '.join(p.stem for p in paths)}")
         todo = [c for c in todo if c.run_id not in stale]
+    where = ("in this process" if not use_dask else f"Dask scheduler {scheduler}"
+             if scheduler not in (None, "local") else "a Dask cluster" if cluster is not None
+             else f"a local Dask cluster of {jobs} worker(s)")
     print(f"[sweep] {len(configs)} runs, {len(done)} already recorded, {len(todo)} to run, "
-          f"{jobs} process(es)")
+          f"{where}")
     failures: dict[str, str] = {}
     if not todo:
         return failures
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, smoothing=0.1)
     root_s = str(root) if root is not None else None
 
-    def report(config: RunConfig, outcome: tuple[str, float, str | None]) -> None:
+    def report(config: RunConfig, outcome: Outcome) -> None:
         run_id, seconds, error = outcome
         if error:
             failures[run_id] = error
@@ -154,20 +312,27 @@ def run_sweep(
 
     first = [c for c in todo if not get_method(c.method).needs_baseline]
     later = [c for c in todo if get_method(c.method).needs_baseline]
-    if jobs == 1:
-        for config in first + later:
-            report(config, _run_one(config, root_s))
-    else:
-        # spawn, not fork: a parent that has used torch's OpenMP pool cannot fork safely.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, context) as pool:
-            for batch in (first, later):
-                pending = {pool.submit(_run_one, c, root_s): c for c in batch}
-                while pending:
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        report(pending.pop(future), future.result())
-    bar.close()
+    try:
+        if not use_dask:
+            for config in first + later:
+                report(config, runner(config, root_s))
+        else:
+            distributed = _import_distributed()
+            with dask_client(scheduler, jobs, cluster) as client:
+                if not client.scheduler_info().get("workers"):
+                    print("[sweep] the Dask cluster has no workers yet; the runs wait for them")
+                for batch in (first, later):  # the second phase starts from the first's records
+                    futures = {client.submit(_task, runner, c, root_s, pure=False,
+                                             retries=TASK_RETRIES): c for c in batch}
+                    for future in distributed.as_completed(futures):
+                        config = futures[future]
+                        try:
+                            outcome = future.result()
+                        except Exception:  # lost more often than allowed, or not unpickled
+                            outcome = (config.run_id, 0.0, traceback.format_exc())
+                        report(config, outcome)
+    finally:
+        bar.close()
     return failures
 
 
@@ -178,10 +343,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("grid", help="YAML grid file, e.g. grids/base.yaml")
     parser.add_argument(
-        "--profile", default=None, help="override every run's profile (smoke, cpu, paper)"
+        "--profile", default=None,
+        help=f"override every run's profile ({', '.join(PROFILES)})"
     )
     parser.add_argument("--seeds", default=None, help="comma-separated seeds overriding the grid's")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="1: run in this process, one run after the other (no Dask "
+                        "needed); N > 1: a local Dask cluster of N one-thread worker processes "
+                        "(default 2)")
+    dask_opts = parser.add_argument_group(
+        "Dask", "run on Dask (pip install 'calkit[dask]'; Slurm: 'calkit[slurm]'). Workers "
+        "write records into the results folder, so it must be shared with them.")
+    dask_opts.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:PORT",
+                           help="'local': a LocalCluster of --jobs workers; an address: a "
+                           "running Dask scheduler (`dask scheduler` + `dask worker ADDRESS`)")
+    dask_opts.add_argument("--cluster", choices=["slurm"], default=None,
+                           help="start the workers as Slurm jobs (dask-jobqueue)")
+    dask_opts.add_argument("--slurm-jobs", type=int, default=1, help="Slurm jobs (default 1)")
+    dask_opts.add_argument("--slurm-cores", type=int, default=4,
+                           help="cores per job = one-thread workers per job (default 4)")
+    dask_opts.add_argument("--slurm-memory", default="16GB", help="memory per job (default 16GB)")
+    dask_opts.add_argument("--slurm-walltime", default="04:00:00",
+                           help="time limit per job, above the longest run (default 04:00:00)")
+    dask_opts.add_argument("--slurm-account", default=None, help="Slurm --account")
+    dask_opts.add_argument("--slurm-queue", default=None, help="Slurm partition")
+    dask_opts.add_argument("--slurm-extra", action="append", default=None, metavar="DIRECTIVE",
+                           help="extra #SBATCH directive, repeatable; write it with = "
+                           "(--slurm-extra=--gres=gpu:1)")
     parser.add_argument(
         "--results", default=None, help="results root (default: the repository's results/)"
     )
@@ -202,9 +390,22 @@ def main(argv: list[str] | None = None) -> int:
             state = "done" if c.run_id in done_ids else "stale" if c.run_id in stale else "todo"
             print(f"{state:5s}  {c.run_id}  {c}")
         return 0
+    if args.cluster and args.scheduler:
+        print("calkit sweep: give --scheduler or --cluster, not both", file=sys.stderr)
+        return 2
     try:
-        failures = run_sweep(configs, jobs=args.jobs, root=args.results,
-                             rerun_stale=args.rerun_stale)
+        cluster = None
+        if args.cluster == "slurm":
+            cluster = slurm_cluster(args.slurm_cores, args.slurm_memory, args.slurm_walltime,
+                                    args.slurm_jobs, args.slurm_account, args.slurm_queue,
+                                    args.slurm_extra)
+        with cluster if cluster is not None else contextlib.nullcontext():
+            failures = run_sweep(configs, jobs=args.jobs, root=args.results,
+                                 rerun_stale=args.rerun_stale, scheduler=args.scheduler,
+                                 cluster=cluster)
+    except SweepError as exc:
+        print(f"calkit sweep: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\n[sweep] interrupted: finished runs are recorded; run the same command to resume.")
         return 130

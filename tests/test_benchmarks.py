@@ -37,3 +37,23 @@ def test_epoch_cost_quick_prints_efficiency_breakdown_and_ceiling():
         ceiling = float(line.group(2))
         assert 0 < ceiling <= 100
         assert ("out of reach" in line.group(4)) == (ceiling < 70)
+
+
+def test_gpu_check_dry_run_exercises_every_step_on_cpu(tmp_path):
+    """``gpu_check.sh --dry-run``: CPU, tiny sizes, every step (about 20 s here)."""
+    import json
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OUT": str(tmp_path), "PYTHON": sys.executable}
+    env.pop("CALKIT_TEST_DEVICE", None)
+    proc = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    steps = [line.split("\t") for line in (tmp_path / "steps.tsv").read_text().splitlines()[1:]]
+    assert [(name, rc) for name, rc, _ in steps] == [
+        ("gpu_info", "0"), ("device_tests", "0"), ("epoch_time", "0"), ("sweep", "0")]
+    timing = json.loads((tmp_path / "epoch_time.json").read_text())
+    assert timing["device"] == "cpu" and timing["plain_epoch_s"] > 0
+    assert timing["cal_adversarial_epoch_s"] > 0
+    assert "passed" in (tmp_path / "device_tests.log").read_text()
+    assert "todo   cal-" in (tmp_path / "sweep.log").read_text()
+    assert (tmp_path / "summary.txt").read_text().rstrip().endswith("gpu_check: OK")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ from calkit.methods import REGISTRY, Method, get_method, method_label
 from calkit.methods.plain import run_plain
 from calkit.methods.registry import _REGISTRY
 from calkit.runs import RECORD_FORMAT, RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(name: str, **kw) -> RunConfig:
@@ -213,6 +217,7 @@ def test_grid_loading_validates_entries(tmp_path):
 def test_jobs_one_and_two_give_identical_records(real_data, tmp_path):
     """A smoke grid (baseline, CAL, a fine-tune that waits for its baseline), one seed,
     sequentially and in two worker processes."""
+    pytest.importorskip("distributed", reason="--jobs 2 runs on Dask: pip install 'calkit[dask]'")
     grid = tmp_path / "grid.yaml"
     grid.write_text("runs:\n  - {method: baseline}\n  - {method: cal}\n"
                     "  - {method: finetune, target_set: relation, n_target: 16}\n")
@@ -262,3 +267,38 @@ def test_every_registered_method_runs_end_to_end(tiny_bundle, tmp_path):
     oracle = store.load_records("smoke", tmp_path)
     notes = [r["finetune"]["note"] for r in oracle if r["method"] == "finetune_oracle"]
     assert notes and notes[0].startswith("ORACLE")
+
+
+def test_sweeps_run_without_dask_in_process_and_name_the_extra_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    config = RunConfig(method="baseline", profile="smoke")
+    calls = []
+
+    def runner(c, root):
+        calls.append(c.run_id)
+        return c.run_id, 0.0, None
+
+    assert sweep.run_sweep([config], jobs=1, root=tmp_path, progress=False, runner=runner) == {}
+    assert calls == [config.run_id]
+    for kwargs in ({"jobs": 2}, {"scheduler": "local"}, {"scheduler": "tcp://127.0.0.1:9"}):
+        with pytest.raises(sweep.SweepError, match=r"pip install 'calkit\[dask\]'.*--jobs 1"):
+            sweep.run_sweep([config], root=tmp_path, progress=False, runner=runner, **kwargs)
+    grid = tmp_path / "g.yaml"
+    grid.write_text("runs:\n  - {method: baseline}\n")
+    assert sweep.main([str(grid), "--profile", "smoke", "--results", str(tmp_path)]) == 2
+
+
+def test_paper_short_is_the_paper_model_and_sal_with_the_converging_recipe():
+    short = RunConfig(method="cal", profile="paper-short").resolve()
+    paper = RunConfig(method="cal", profile="paper").resolve()
+    cpu = RunConfig(method="cal", profile="cpu").resolve()
+    assert short.identity["model"] == paper.identity["model"]
+    assert short.identity["model"]["preset"] == "paper"
+    assert short.identity["sal"] == paper.identity["sal"]
+    assert short.identity["train"] == cpu.identity["train"]
+    assert (short.train.lr, short.train.schedule, short.train.epochs, short.train.patience,
+            short.train.ema_start_epoch) == (1e-3, "cosine", 60, 20, 10)
+    assert short.identity["data"]["max_rows"] is None and short.threads == 1
+    assert len({r.run_id for r in (short, paper, cpu)}) == 3
+    configs = sweep.load_grid(ROOT / "grids" / "paper_short.yaml")
+    assert {c.profile for c in configs} == {"paper-short"}
