@@ -189,15 +189,22 @@ def targeted_table(records: list[dict], which: str = "ema", metric: str = "loss"
 
 
 def ablation_table(records: list[dict], which: str = "ema", metric: str = "loss") -> pd.DataFrame:
-    """Ablation rows: ours (mean, std, n) and the paper's value, one row per (method, set)."""
+    """Ablation rows, one per (method, set): ours (mean, std, n), the paper's value.
+
+    ``in_warmup`` counts the seeds whose reported model (EMA or raw, per ``which``) was selected
+    in the warm-up: it is the plain warm-up network rather than a result of the method.
+    """
     summary = seed_summary(records, which, metric)
+    key = "selected_in_warmup" if which.startswith("raw") else "ema_selected_in_warmup"
     rows = []
     for method in ("cal", *ABLATIONS):
+        picked = sum(bool(r.get(key)) for r in records if method_key(r["request"]) == method
+                     and not which.endswith("_last"))
         for set_name in ABLATION_SETS:
             mean, std, n = _stats(summary, method, set_name)
             paper = paper_value(method, set_name) if metric == "loss" else np.nan
             rows.append({"method": method, "set": set_name, "mean": mean, "std": std, "n": n,
-                         "paper": paper})
+                         "paper": paper, "in_warmup": picked})
     return pd.DataFrame(rows).set_index(["method", "set"])
 
 
@@ -487,9 +494,14 @@ def display_ablation(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
                 for s, r in part.iterrows()}
         paper = {s: "-" if not np.isfinite(v) else f"{v:.{digits}f}"
                  for s, v in part["paper"].items()}
+        n_seeds = int(part["n"].max())
+        warm = int(part["in_warmup"].iloc[0]) if "in_warmup" in part else 0
+        note = {"ours": f"{warm} of {n_seeds} seeds: warm-up network" if warm else "",
+                "paper": ""}
         for source, cells in (("ours", ours), ("paper", paper)):
             rows.append({"method": method_label(method), "source": source,
-                         **{col.SET_LABELS.get(s, s): v for s, v in cells.items()}})
+                         **{col.SET_LABELS.get(s, s): v for s, v in cells.items()},
+                         "selected in warm-up": note[source]})
     return pd.DataFrame(rows).set_index(["method", "source"])
 
 

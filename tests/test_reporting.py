@@ -90,6 +90,9 @@ def test_ablation_and_claims_tables():
     assert table.loc[("ps", col.TRAIN), "mean"] == pytest.approx(0.041)
     shown = reporting.display_ablation(table)
     assert shown.loc[("PS", "paper"), "training"] == "0.0204"
+    warm = [dict(r, ema_selected_in_warmup=r["request"]["seed"] == 0) for r in records]
+    shown = reporting.display_ablation(reporting.ablation_table(warm))
+    assert shown.loc[("PS", "ours"), "selected in warm-up"] == "1 of 3 seeds: warm-up network"
     claims = reporting.claims_table(records)
     row = claims.loc["PS vs CAL on " + col.SET_LABELS[col.PRIOR]]
     assert row["paper_change"] == pytest.approx(0.1729 / 0.1564 - 1)
