@@ -69,7 +69,7 @@ def metrics_frame(records: list[dict], which: str = "ema") -> pd.DataFrame:
     """Long table: one row per (run, set) with the method key, seed, target and metrics.
 
     ``which`` is ``"ema"`` (the paper's reported model) or ``"raw"`` (the raw model at the
-    selected epoch). A ``validation`` row per run holds the mean over its random splits.
+    selected epoch). A ``validation`` row per run holds the mean over its validation splits.
     """
     rows = []
     for rec in records:
@@ -81,7 +81,7 @@ def metrics_frame(records: list[dict], which: str = "ema") -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    rsplt = frame[frame["set"].isin(col.RANDOM_SPLITS)]
+    rsplt = frame[frame["set"].isin(col.RANDOM_SPLITS + col.CLEAN_SPLITS)]  # a run has one family
     if len(rsplt):
         keys = ["run_id", "method", "seed", "target_set", "n_target"]
         mean = rsplt.groupby(keys).mean(numeric_only=True).reset_index()

@@ -98,3 +98,9 @@ def test_ablation_and_claims_tables():
     assert row["paper_change"] == pytest.approx(0.1729 / 0.1564 - 1)
     assert row["low"] > 0 and row["verdict"] == "holds"
     assert row["n"] == 3
+
+
+def test_validation_row_uses_the_clean_splits_too():
+    losses = {col.TRAIN: 0.01, col.PRIOR: 0.2, **{name: 0.05 for name in col.CLEAN_SPLITS}}
+    frame = reporting.metrics_frame([_record("cal", 0, losses)])
+    assert frame.loc[frame["set"] == "validation", "loss"].tolist() == [pytest.approx(0.05)]
