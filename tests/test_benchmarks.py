@@ -28,14 +28,16 @@ def test_epoch_cost_quick_prints_efficiency_breakdown_and_ceiling():
     assert adversarial > 10 * plain
     efficiencies = [float(v) for v in re.findall(r"^(?:plain|CAL adversarial).*?([\d.]+)%$",
                                                   out, re.M)]
-    assert len(efficiencies) == 2 and all(0 < e <= 100 for e in efficiencies)
+    # Efficiencies and ceilings are ratios of times measured at different moments: on a busy
+    # machine they can pass 100 %, so only their presence and sign are checked here.
+    assert len(efficiencies) == 2 and all(e > 0 for e in efficiencies)
     assert "where the time goes" in out and "ceiling:" in out
     for name in ("plain", "CAL adversarial"):
         line = re.search(rf"^{name}: matmuls alone at ([\d.]+)% .*ceiling ([\d.]+)%, "
                          rf"measured ([\d.]+)%: (.+)$", out, re.M)
         assert line is not None, out
         ceiling = float(line.group(2))
-        assert 0 < ceiling <= 100
+        assert ceiling > 0
         assert ("out of reach" in line.group(4)) == (ceiling < 70)
 
 
