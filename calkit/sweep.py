@@ -2,13 +2,13 @@
 
 Usage::
 
-    calkit sweep grids/base.yaml --profile cpu --jobs 1            # in-process, no Dask needed
-    calkit sweep grids/base.yaml --profile cpu --jobs 2            # a LocalCluster of 2 workers
-    calkit sweep grids/base.yaml --scheduler local --jobs 4        # the same, explicitly
-    calkit sweep grids/base.yaml --scheduler tcp://HOST:8786       # a running Dask cluster
-    calkit sweep grids/base.yaml --cluster slurm --slurm-jobs 4    # workers as Slurm jobs
-    calkit sweep grids/base.yaml --profile smoke --dry-run
-    calkit sweep grids/base.yaml --rerun-stale
+    calkit sweep grids/verdict.yaml --profile cpu --jobs 1            # in-process, no Dask needed
+    calkit sweep grids/verdict.yaml --profile cpu --jobs 2            # a LocalCluster of 2 workers
+    calkit sweep grids/verdict.yaml --scheduler local --jobs 4        # the same, explicitly
+    calkit sweep grids/verdict.yaml --scheduler tcp://HOST:8786       # a running Dask cluster
+    calkit sweep grids/verdict.yaml --cluster slurm --slurm-jobs 4    # workers as Slurm jobs
+    calkit sweep grids/verdict.yaml --profile smoke --dry-run
+    calkit sweep grids/verdict.yaml --rerun-stale
 
 A grid file lists runs and seeds::
 
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="calkit sweep", description="Run a resumable grid of experiments."
     )
-    parser.add_argument("grid", help="YAML grid file, e.g. grids/base.yaml")
+    parser.add_argument("grid", help="YAML grid file, e.g. grids/verdict.yaml")
     parser.add_argument(
         "--profile", default=None,
         help=f"override every run's profile ({', '.join(PROFILES)})"
