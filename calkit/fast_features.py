@@ -211,20 +211,9 @@ def _group_features(index: np.ndarray, amount: np.ndarray, tables: ElementTables
 
 def _matminer_rows(compositions: Sequence[str]) -> np.ndarray:
     """Features from matminer itself, for the few compositions the vectorised path leaves out."""
-    from pymatgen.core import Composition
+    from calkit.features import _featurize_chunk
 
-    from calkit.features import build_featurizer
-
-    featurizer = build_featurizer()
-    rows = np.full((len(compositions), N_FEATURES), np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i, text in enumerate(compositions):
-            try:
-                rows[i] = featurizer.featurize(Composition(text))
-            except Exception:  # as in calkit.features: a failed row stays NaN
-                pass
-    return rows
+    return _featurize_chunk(list(compositions))
 
 
 def featurize_fast(compositions: Sequence[str]) -> np.ndarray:
