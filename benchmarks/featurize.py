@@ -25,22 +25,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from epoch_cost import matmul_rate  # this folder is on sys.path when the script runs
 
 from calkit.data import _read_csv, fetch
 from calkit.fast_features import element_tables, featurize_fast
 from calkit.features import _featurize_chunk
-
-
-def matmul_rate(n: int = 2048, reps: int = 5) -> float:
-    """Float32 FLOP/s of an ``n``-cubed ``torch.mm`` (best of ``reps``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = math.inf
-    for _ in range(reps):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
 
 
 def clear_parse_cache() -> None:
@@ -99,7 +88,7 @@ def main() -> int:
     # Measured last: right after a multi-threaded torch.mm, the spinning OpenMP threads make
     # the next few tenths of a second of single-threaded work several times slower.
     print(
-        f"fp32 matmul: {matmul_rate() / 1e9:.1f} GFLOP/s "
+        f"fp32 matmul: {matmul_rate(2048) / 1e9:.1f} GFLOP/s "
         f"(2048^3 torch.mm, {torch.get_num_threads()} threads)"
     )
     ok = same_nan and diff <= 1e-9
