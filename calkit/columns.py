@@ -58,12 +58,35 @@ SET_LABELS = {
 }
 
 
-def resolve_set_name(name: str, available: tuple[str, ...] | list[str] | None = None) -> str:
+def prior_set(target: str = DELTA_E) -> str:
+    """Name of the prior-shift set (a 10 % tail) of a target column: ``infoY_<target>``."""
+    return f"infoY_{target}"
+
+
+def extreme_set(target: str = DELTA_E) -> str:
+    """Name of the extreme set (outside the 5-95th percentiles) of a target: ``statY_<target>``."""
+    return f"statY_{target}"
+
+
+def set_label(name: str) -> str:
+    """Readable label of a set, including the target-named sets of any data set."""
+    if name in SET_LABELS:
+        return SET_LABELS[name]
+    for prefix, what in (("infoY_", "prior"), ("statY_", "extreme")):
+        if name.startswith(prefix):
+            return f"{what} ({name[len(prefix):]})"
+    return name
+
+
+def resolve_set_name(name: str, available: tuple[str, ...] | list[str] | None = None,
+                     target: str = DELTA_E) -> str:
     """Map an alias such as ``"prior"`` to the canonical set name.
 
     Args:
         name: A canonical set name (``"infoY_delta_e"``) or an alias (``"prior"``).
         available: If given, the names that exist in the caller's context.
+        target: The data set's target column: ``"prior"`` and ``"extreme"`` name its sets
+            (``infoY_<target>``, ``statY_<target>``).
 
     Returns:
         The canonical set name.
@@ -71,15 +94,17 @@ def resolve_set_name(name: str, available: tuple[str, ...] | list[str] | None = 
     Raises:
         ValueError: If the name is neither an alias nor a known (or available) set.
     """
-    canonical = SET_ALIASES.get(name, name)
+    aliases = {**SET_ALIASES, "prior": prior_set(target), "extreme": extreme_set(target)}
+    canonical = aliases.get(name, name)
     valid = (
         tuple(available)
         if available is not None
-        else (TRAIN, COVARIATE_TSNE, *OOD_SETS, *RANDOM_SPLITS, *CLEAN_SPLITS)
+        else (TRAIN, COVARIATE_TSNE, *OOD_SETS, prior_set(target), extreme_set(target),
+              *RANDOM_SPLITS, *CLEAN_SPLITS)
     )
     if canonical not in valid:
-        aliases = ", ".join(f"{k}->{v}" for k, v in SET_ALIASES.items())
+        shown = ", ".join(f"{k}->{v}" for k, v in aliases.items() if v in valid)
         raise ValueError(
-            f"unknown set name {name!r}. Valid names: {', '.join(valid)}; aliases: {aliases}."
+            f"unknown set name {name!r}. Valid names: {', '.join(valid)}; aliases: {shown}."
         )
     return canonical

@@ -325,7 +325,22 @@ def _load_phonons(on_invalid: str) -> pd.DataFrame:
             "peak": raw["last phdos peak"],
         }
     )
-    return standardize_frame(frame, "id", "composition", {"peak": col.PHDOS_PEAK}, on_invalid)
+    out = standardize_frame(frame, "id", "composition", {"peak": col.PHDOS_PEAK}, on_invalid)
+    return aggregate_formulas(out, (col.PHDOS_PEAK,))
+
+
+def aggregate_formulas(frame: pd.DataFrame, targets: tuple[str, ...]) -> pd.DataFrame:
+    """One row per reduced formula: polymorphs' targets averaged, the first row's id kept.
+
+    A composition model sees polymorphs as one input, so keeping them apart would let the same
+    formula sit in the training rows and in a test set at once.
+    """
+    if not frame[col.FORMULA].duplicated().any():
+        return frame
+    first = frame.groupby(col.FORMULA, sort=False).first()
+    first[list(targets)] = frame.groupby(col.FORMULA, sort=False)[list(targets)].mean()
+    first["n_polymorphs"] = frame.groupby(col.FORMULA, sort=False).size()
+    return first.reset_index()[[*frame.columns, "n_polymorphs"]]
 
 
 def _structure_formula(structure: dict) -> str:
@@ -346,14 +361,22 @@ def _load_mp_nostruct(on_invalid: str) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A registered data set.
+    """A data set: a registered one or a user's composition table.
 
     Attributes:
-        name: Registry key.
+        name: Registry key, or the path of a user's CSV.
         description: One line for tables in the book.
         targets: Target columns of the returned frame.
-        files: Keys of :data:`FILES` the loader reads.
+        files: Keys of :data:`FILES` the loader reads (none for a user's file).
         loader: Function ``on_invalid -> frame``.
+        default_target: The property models learn when no ``target`` is given.
+        units: Unit of each target, for tables and axes.
+        prior_tail: Tail of each target that forms the prior-shift set: ``"lower"`` (formation
+            energy: the most stable compounds, as the paper) or ``"upper"`` (phonon peaks:
+            the highest frequencies, the discovery direction).
+        relation: Whether the piezoelectric relation-shift set exists (Materials Project ids).
+        rows: Rows the loader returns (so a profile's subsample size is known without loading).
+        sha256: The user file's digest (empty for registered data sets, whose files carry it).
     """
 
     name: str
@@ -361,7 +384,24 @@ class DatasetInfo:
     targets: tuple[str, ...]
     files: tuple[str, ...]
     loader: Callable[[str], pd.DataFrame]
+    default_target: str
+    units: dict[str, str]
+    prior_tail: dict[str, str]
+    relation: bool = False
+    rows: int | None = None
+    sha256: str = ""
 
+    def check_target(self, target: str | None) -> str:
+        """The target column to learn (``None``: the default), or a clear error."""
+        target = target or self.default_target
+        if target not in self.targets:
+            raise ValueError(f"data set {self.name!r} has no target {target!r}; its targets are "
+                             f"{', '.join(self.targets)}.")
+        return target
+
+
+_MP_UNITS = {col.DELTA_E: "eV/atom", col.BAND_GAP: "eV"}
+_MP_TAILS = {col.DELTA_E: "lower", col.BAND_GAP: "upper"}
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
@@ -372,47 +412,137 @@ DATASETS: dict[str, DatasetInfo] = {
             "PBE band gap; offline stand-in for mp_nostruct_20181018",
             (col.DELTA_E, col.BAND_GAP),
             ("mp-formation", "mp-bandgaps"),
-            _load_mp2019,
+            _load_mp2019, col.DELTA_E, _MP_UNITS, _MP_TAILS, relation=True, rows=84_295,
         ),
         DatasetInfo(
             "piezo",
             "piezoelectric_tensor (de Jong 2015) entries found in mp2019 by material id",
             (col.DELTA_E, col.BAND_GAP),
             ("piezoelectric_tensor", "mp-formation", "mp-bandgaps"),
-            _load_piezo,
+            _load_piezo, col.DELTA_E, _MP_UNITS, _MP_TAILS, rows=471,
         ),
         DatasetInfo(
             "phonons",
-            "matbench_phonons: composition and last phonon DOS peak (cm^-1)",
+            "matbench_phonons: composition and last phonon DOS peak (cm^-1); 1,265 structures, "
+            "1,171 formulas after averaging polymorphs",
             (col.PHDOS_PEAK,),
             ("matbench_phonons",),
-            _load_phonons,
+            _load_phonons, col.PHDOS_PEAK, {col.PHDOS_PEAK: "cm^-1"}, {col.PHDOS_PEAK: "upper"},
+            rows=1_171,
         ),
         DatasetInfo(
             "mp_nostruct_20181018",
             "the paper's own set (matminer; downloaded, needs internet)",
             (col.DELTA_E, col.BAND_GAP),
             ("mp_nostruct_20181018",),
-            _load_mp_nostruct,
+            _load_mp_nostruct, col.DELTA_E, _MP_UNITS, _MP_TAILS, relation=True,
         ),
     )
 }
 
+USER_FILE_SUFFIXES = (".csv", ".csv.gz")
+FORMULA_COLUMNS = ("formula", "composition", "Formula", "Composition", "reduced_formula")
+MIN_ROWS = 100
+"""Fewest rows a user's table may have: the sets take 10-15 % tails and five validation splits
+are drawn from what is left."""
 
-def check_dataset_name(name: str) -> DatasetInfo:
-    """Return the registry entry for ``name`` or raise with the valid names."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}. Valid names: {', '.join(DATASETS)}.")
-    return DATASETS[name]
+
+def is_user_file(name: str) -> bool:
+    """Whether ``name`` names a CSV file rather than a registered data set."""
+    return str(name).endswith(USER_FILE_SUFFIXES)
 
 
-def load_dataset(name: str, on_invalid: str = "drop") -> pd.DataFrame:
-    """Load a registered data set in the calkit schema.
+def _read_user_table(path: Path) -> pd.DataFrame:
+    try:
+        return _read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} could not be read as a CSV ({exc}). Pass a comma-separated "
+                         "file (optionally gzipped) with a header row.") from exc
+
+
+_USER_DATASETS: dict[tuple, DatasetInfo] = {}
+
+
+def user_dataset(path: str | Path, target: str | None = None) -> DatasetInfo:
+    """Describe a user's composition table (CSV or CSV.GZ) as a data set.
+
+    The table needs a formula column (``formula`` or ``composition``) and a numeric property
+    column, named by ``target``; an ``id`` column is used when present (else ``row-<i>``).
+    Duplicated formulas are averaged (:func:`aggregate_formulas`), malformed formulas are
+    dropped with a warning that counts them.
+
+    Raises:
+        ValueError: Missing file, no formula column, no or non-numeric target, too few rows.
+    """
+    path = Path(path).expanduser().resolve()
+    if path.is_file():  # memoised: run ids resolve the data set often
+        key = (str(path), path.stat().st_mtime_ns, path.stat().st_size, target)
+        if key in _USER_DATASETS:
+            return _USER_DATASETS[key]
+    if not path.is_file():
+        raise ValueError(f"data file {str(path)!r} does not exist. Give the path of a CSV "
+                         f"(or CSV.GZ) with a formula column, or a registered data set: "
+                         f"{', '.join(DATASETS)}.")
+    header = _read_user_table(path)
+    formula = next((c for c in FORMULA_COLUMNS if c in header.columns), None)
+    if formula is None:
+        raise ValueError(f"{path.name} has no formula column; its columns are "
+                         f"{list(header.columns)}. Name the column of chemical formulas "
+                         "'formula' (e.g. Fe2O3).")
+    numeric = [c for c in header.columns if c not in (formula, col.ID)
+               and pd.api.types.is_numeric_dtype(header[c])]
+    if target is None:
+        raise ValueError(f"{path.name}: say which column to learn with the parameter target "
+                         f"(numeric columns: {', '.join(numeric) or 'none'}).")
+    if target not in header.columns:
+        raise ValueError(f"{path.name} has no column {target!r}; its columns are "
+                         f"{list(header.columns)}.")
+    if target not in numeric:
+        values = pd.to_numeric(header[target], errors="coerce")
+        bad = header.loc[values.isna() & header[target].notna(), target].head(3).tolist()
+        raise ValueError(f"column {target!r} of {path.name} is not numeric (values such as "
+                         f"{bad}). Choose a numeric column: {', '.join(numeric) or 'none'}.")
+    digest = sha256_of(path)
+
+    def loader(on_invalid: str) -> pd.DataFrame:
+        table = _read_user_table(path)
+        table = table[table[target].notna()].reset_index(drop=True)
+        ids = col.ID if col.ID in table.columns else None
+        if ids is None:
+            table[col.ID] = [f"row-{i}" for i in range(len(table))]
+        frame = standardize_frame(table, col.ID, formula, {target: target}, on_invalid)
+        return aggregate_formulas(frame, (target,))
+
+    rows = len(loader("drop"))
+    if rows < MIN_ROWS:
+        raise ValueError(f"{path.name} has {rows} usable rows (valid formula, numeric {target!r}, "
+                         f"one per formula); the OOD sets and validation splits need at least "
+                         f"{MIN_ROWS}.")
+    info = DatasetInfo(str(path), f"user table {path.name} ({rows:,} formulas), target {target}",
+                       (target,), (), loader, target, {target: ""}, {target: "upper"},
+                       rows=rows, sha256=digest)
+    _USER_DATASETS[key] = info
+    return info
+
+
+def check_dataset_name(name: str, target: str | None = None) -> DatasetInfo:
+    """Return the data set ``name`` (registered, or a CSV path) or raise with the valid names."""
+    if name in DATASETS:
+        return DATASETS[name]
+    if is_user_file(name):
+        return user_dataset(name, target)
+    raise ValueError(f"unknown data set {name!r}. Valid names: {', '.join(DATASETS)}, or the "
+                     "path of a CSV / CSV.GZ file with a formula column.")
+
+
+def load_dataset(name: str, on_invalid: str = "drop", target: str | None = None) -> pd.DataFrame:
+    """Load a data set in the calkit schema.
 
     Args:
         name: One of :data:`DATASETS` (``mp2019``, ``piezo``, ``phonons``,
-            ``mp_nostruct_20181018``).
+            ``mp_nostruct_20181018``) or the path of a CSV (:func:`user_dataset`).
         on_invalid: ``"drop"`` malformed formulas with a counting warning, or ``"raise"``.
+        target: A user table's property column (registered data sets hold all their targets).
 
     Returns:
         A frame with columns ``id, formula, composition`` and the data set's targets.
@@ -422,7 +552,7 @@ def load_dataset(name: str, on_invalid: str = "drop") -> pd.DataFrame:
         >>> frame.columns.tolist()  # doctest: +SKIP
         ['id', 'formula', 'composition', 'delta_e', 'band_gap']
     """
-    info = check_dataset_name(name)
+    info = check_dataset_name(name, target)
     return info.loader(on_invalid)
 
 

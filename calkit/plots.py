@@ -22,6 +22,25 @@ SET_COLORS = {
 }
 
 
+def set_color(name: str) -> str:
+    """The colour of a set, including the target-named prior and extreme sets of any data set."""
+    if name in SET_COLORS:
+        return SET_COLORS[name]
+    if name.startswith("infoY_"):
+        return SET_COLORS[col.PRIOR]
+    if name.startswith("statY_"):
+        return SET_COLORS[col.EXTREME]
+    return "k"
+
+
+def target_label(target: str, unit: str = "") -> str:
+    """Axis label of a target column with its unit."""
+    names = {col.DELTA_E: r"$\Delta E_f$", col.BAND_GAP: "band gap",
+             col.PHDOS_PEAK: "last phonon DOS peak"}
+    name = names.get(target, target)
+    return f"{name} ({unit})" if unit else name
+
+
 def target_distributions(frames: dict[str, pd.DataFrame], target: str = col.DELTA_E) -> plt.Figure:
     """Histograms of a target column for several data sets, side by side."""
     present = {name: f for name, f in frames.items() if target in f}
@@ -84,8 +103,8 @@ def embedding_by_set(
             s=size,
             alpha=0.6,
             lw=0,
-            color=SET_COLORS.get(name, "k"),
-            label=f"{col.SET_LABELS.get(name, name)} ({int((labels == name).sum()):,})",
+            color=set_color(name),
+            label=f"{col.set_label(name)} ({int((labels == name).sum()):,})",
         )
     ax.set_xticks([])
     ax.set_yticks([])
@@ -95,23 +114,80 @@ def embedding_by_set(
     return fig
 
 
-def prior_shift_histogram(frame: pd.DataFrame, sets: pd.DataFrame) -> plt.Figure:
-    """delta_e of the training rows against the prior-shift and extreme sets (log counts)."""
+def prior_shift_histogram(frame: pd.DataFrame, sets: pd.DataFrame, target: str = col.DELTA_E,
+                          unit: str = "eV/atom") -> plt.Figure:
+    """The target on the training rows against the prior-shift and extreme sets (log counts)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    bins = np.linspace(frame[col.DELTA_E].min(), frame[col.DELTA_E].max(), 90)
-    for name in (col.TRAIN, col.EXTREME, col.PRIOR):
+    bins = np.linspace(frame[target].min(), frame[target].max(), 90)
+    for name in (col.TRAIN, col.extreme_set(target), col.prior_set(target)):
         ax.hist(
-            frame.loc[sets[name], col.DELTA_E],
+            frame.loc[sets[name], target],
             bins=bins,
             alpha=0.55,
             log=True,
-            color=SET_COLORS[name],
-            label=f"{col.SET_LABELS[name]} ({int(sets[name].sum()):,})",
+            color=set_color(name),
+            label=f"{col.set_label(name)} ({int(sets[name].sum()):,})",
         )
-    ax.set_xlabel(r"$\Delta E_f$ (eV/atom)")
+    ax.set_xlabel(target_label(target, unit))
     ax.set_ylabel("count (log)")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+_RELATION_MARKERS = {  # (outside local clusters, outside the global structure) -> marker
+    (False, False): ("o", "inside a local cluster, inside the global structure"),
+    (True, False): ("^", "outside local clusters, inside the global structure"),
+    (False, True): ("s", "inside a local cluster, outside the global structure"),
+    (True, True): ("*", "outside local clusters and the global structure"),
+}
+
+
+def ood_map(embedding: np.ndarray, sets: pd.DataFrame, relation: pd.DataFrame,
+            ood_names: tuple[str, ...], ax=None) -> plt.Figure:
+    """The OOD test rows on the 2-D composition-feature map (the paper's figure 5a).
+
+    Colour: the row's OOD set (the first of ``ood_names`` it is in); marker: how it relates
+    to the training rows' local clusters and global structure (:func:`cluster_relation`).
+    """
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.5, 6.2))
+    train = sets[col.TRAIN].to_numpy()
+    ax.scatter(embedding[train, 0], embedding[train, 1], s=4, lw=0, color="#d0d0d0",
+               label=f"training ({int(train.sum()):,})")
+    labels = _set_membership(sets, ood_names).to_numpy()
+    for name in ood_names:
+        rows = labels == name
+        for (local, glob), (marker, _) in _RELATION_MARKERS.items():
+            pick = rows & (relation["outside_local"].to_numpy() == local) & \
+                (relation["outside_global"].to_numpy() == glob)
+            if pick.any():
+                ax.scatter(embedding[pick, 0], embedding[pick, 1], s=30 if marker == "*" else 14,
+                           marker=marker, lw=0.3, edgecolor="k", color=set_color(name), alpha=0.85)
+    handles = [plt.Line2D([], [], ls="", marker="o", color=set_color(n),
+                          label=f"{col.set_label(n)} ({int((labels == n).sum()):,})")
+               for n in ood_names]
+    handles += [plt.Line2D([], [], ls="", marker=m, color="w", markeredgecolor="k", label=text)
+                for m, text in _RELATION_MARKERS.values()]
+    ax.legend(handles=handles, fontsize=7, loc="best", frameon=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title("(a) OOD test rows on the 2-D UMAP of all compositions")
+    return fig
+
+
+def target_by_set(frame: pd.DataFrame, sets: pd.DataFrame, target: str, unit: str,
+                  names: tuple[str, ...], ax=None) -> plt.Figure:
+    """The target's distribution in each set on a log count axis (the paper's figure 5b)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.5, 3.6))
+    bins = np.linspace(frame[target].min(), frame[target].max(), 50)
+    for name in (col.TRAIN, *names):
+        ax.hist(frame.loc[sets[name].to_numpy(), target], bins=bins, log=True, alpha=0.5,
+                color=set_color(name), histtype="stepfilled",
+                label=f"{col.set_label(name)} ({int(sets[name].sum()):,})")
+    ax.set_xlabel(target_label(target, unit))
+    ax.set_ylabel("count (log)")
+    ax.legend(fontsize=7)
+    ax.set_title("(b) the target in each set")
     return fig
 
 
@@ -153,8 +229,9 @@ def distance_bars(table: pd.DataFrame) -> plt.Figure:
     """Bar chart of each set's kNN distance to the training rows, relative to training."""
     data = table.sort_values("ratio_to_train")
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(data) + 1.2))
-    colors = [SET_COLORS.get(name, SET_COLORS["validation"]) for name in data.index]
-    ax.barh([col.SET_LABELS.get(n, n) for n in data.index], data["ratio_to_train"], color=colors)
+    colors = [set_color(name) if set_color(name) != "k" else SET_COLORS["validation"]
+              for name in data.index]
+    ax.barh([col.set_label(n) for n in data.index], data["ratio_to_train"], color=colors)
     ax.axvline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xlabel("mean 5-NN distance to training rows / training rows' own")
     fig.tight_layout()
@@ -186,7 +263,7 @@ def learning_curves(history: pd.DataFrame, metric: str = "loss", log: bool = Tru
     for name in sets:
         if name.startswith("Rsplt") and name != "Rsplt1":
             continue
-        label = "random splits (mean)" if name == "Rsplt1" else col.SET_LABELS.get(name, name)
+        label = "random splits (mean)" if name == "Rsplt1" else col.set_label(name)
         values = (
             history["val_loss"]
             if name == "Rsplt1" and metric == "loss"

@@ -230,18 +230,18 @@ def paper_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str,
     out = []
     for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION):
         paper = paper_value("cal", set_name) / paper_value("baseline", set_name) - 1
-        out.append((f"CAL vs IR-net on {col.SET_LABELS.get(set_name, set_name)}",
+        out.append((f"CAL vs IR-net on {col.set_label(set_name)}",
                     ("baseline", "", 0), ("cal", "", 0), set_name, paper))
     for target, n in targeted_pairs(records):
         paper = paper_value("targeted", target, target, n) / \
             paper_value("finetune", target, target, n) - 1
-        out.append((f"targeted CAL vs fine-tuning on {col.SET_LABELS.get(target, target)}, "
+        out.append((f"targeted CAL vs fine-tuning on {col.set_label(target)}, "
                     f"N={n}", ("finetune", target, n), ("targeted", target, n), target, paper))
     for method in ABLATIONS:
         for set_name in (col.COVARIATE, col.PRIOR, col.RELATION):
             paper = paper_value(method, set_name) / paper_value("cal", set_name) - 1
             out.append((f"{method_label(method)} vs CAL on "
-                        f"{col.SET_LABELS.get(set_name, set_name)}", ("cal", "", 0),
+                        f"{col.set_label(set_name)}", ("cal", "", 0),
                         (method, "", 0), set_name, paper))
     return out
 
@@ -250,14 +250,14 @@ def control_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, st
     """What the controls ask, as ``(question, a, b, set, nan)`` (the paper has no claim)."""
     out = []
     for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, VALIDATION):
-        label = col.SET_LABELS.get(set_name, set_name)
+        label = col.set_label(set_name)
         out.append((f"learned w vs fixed w (CAL vs CAL, fixed w) on {label}",
                     ("cal_fixed_w", "", 0), ("cal", "", 0), set_name, np.nan))
         out.append((f"w step per SAL step vs per epoch (CAL) on {label}",
                     ("cal[w_reset=every_update,w_update=epoch]", "", 0), ("cal", "", 0),
                     set_name, np.nan))
     for target, n in targeted_pairs(records):
-        label = f"{col.SET_LABELS.get(target, target)}, N={n}"
+        label = f"{col.set_label(target)}, N={n}"
         t = ("targeted", target, n)
         out += [
             (f"targeted CAL vs no attack on {label}", ("targeted_noattack", target, n), t,
@@ -381,7 +381,7 @@ def set_means(
     columns = [m for m in methods if m in means.columns]
     means, stds = means[columns], stds[columns]
     for table in (means, stds):
-        table.index = [col.SET_LABELS.get(i, i) for i in table.index]
+        table.index = [col.set_label(i) for i in table.index]
         table.columns = [method_label(m) for m in table.columns]
     return means, stds
 
@@ -403,7 +403,7 @@ def targeting_cost(summary: pd.DataFrame, sets: tuple[str, ...] = BASE_SETS) -> 
     pick["run"] = pick.apply(run_label, axis=1)
     table = pick.pivot_table(index="run", columns="set", values="mean")
     table = table[[s for s in sets if s in table.columns]]
-    table.columns = [col.SET_LABELS.get(c, c) for c in table.columns]
+    table.columns = [col.set_label(c) for c in table.columns]
     return table
 
 
@@ -477,10 +477,10 @@ def display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
             done.add(c)
     if isinstance(out.index, pd.MultiIndex):
         out.index = out.index.set_levels(
-            [[col.SET_LABELS.get(v, v) if isinstance(v, str) else v for v in level]
+            [[col.set_label(v) if isinstance(v, str) else v for v in level]
              for level in out.index.levels])
     else:
-        out.index = [col.SET_LABELS.get(i, i) for i in out.index]
+        out.index = [col.set_label(i) for i in out.index]
     return out
 
 
@@ -500,7 +500,7 @@ def display_ablation(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
                 "paper": ""}
         for source, cells in (("ours", ours), ("paper", paper)):
             rows.append({"method": method_label(method), "source": source,
-                         **{col.SET_LABELS.get(s, s): v for s, v in cells.items()},
+                         **{col.set_label(s): v for s, v in cells.items()},
                          "selected in warm-up": note[source]})
     return pd.DataFrame(rows).set_index(["method", "source"])
 

@@ -97,8 +97,14 @@ def environment_info(device: str) -> dict:
     }
 
 
-def _metrics_dict(table: pd.DataFrame) -> dict:
-    return {name: {k: float(v) for k, v in row.items()} for name, row in table.iterrows()}
+def _metrics_dict(table: pd.DataFrame, scale: float = 1.0) -> dict:
+    """Per-set metrics, the error metrics in the target's units.
+
+    ``loss`` stays in the units the model was trained in.
+    """
+    in_units = {"mae", "rmse"}
+    return {name: {k: float(v) * (scale if k in in_units else 1.0) for k, v in row.items()}
+            for name, row in table.iterrows()}
 
 
 def _predictions(model, bundle: DataBundle, masks: dict[str, np.ndarray], names: list[str]) -> dict:
@@ -109,12 +115,21 @@ def _predictions(model, bundle: DataBundle, masks: dict[str, np.ndarray], names:
         if name not in masks or not masks[name].any():
             continue
         rows = np.flatnonzero(masks[name])
+        scale = bundle.target_scale
         out[name] = {
             "id": bundle.frame[col.ID].to_numpy()[rows].tolist(),
-            "y": bundle.y[rows].round(5).tolist(),
-            "pred": np.asarray(predict(model, bundle.X[rows])).round(5).tolist(),
+            "y": _in_units(bundle.y[rows], scale).round(5).tolist(),
+            "pred": _in_units(np.asarray(predict(model, bundle.X[rows])), scale).round(5).tolist(),
         }
     return out
+
+
+def _in_units(values: np.ndarray, scale) -> np.ndarray:
+    # The identity scale returns the float32 values untouched, so delta_e records stay as
+    # they were before targets became a parameter.
+    if scale.center == 0.0 and scale.scale == 1.0:
+        return np.asarray(values)
+    return scale.to_units(values)
 
 
 def _load_models(run: ResolvedRun, path: Path, in_features: int):
@@ -196,11 +211,12 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     split_config = SplitConfig(seed=config.sets_seed)
-    if bundle is None or (bundle.dataset, bundle.profile, bundle.protocol,
-                          bundle.split_config) != (config.dataset, config.profile,
-                                                   config.protocol, split_config):
+    if bundle is None or (bundle.dataset, bundle.profile, bundle.protocol, bundle.split_config,
+                          bundle.target) != (config.dataset, config.profile, config.protocol,
+                                             split_config, config.target_column):
         bundle = prepare_data(config.dataset, config.profile, progress=progress,
-                              protocol=config.protocol, split_config=split_config)
+                              protocol=config.protocol, split_config=split_config,
+                              target=config.target)
     if run.identity["sets"]["source"] != bundle.sets_source:
         raise ValueError(f"run {run.run_id} is defined on {run.identity['sets']['source']} sets "
                          f"but the data bundle's sets are {bundle.sets_source}; prepare the data "
@@ -225,7 +241,8 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
         models = {"raw": out.model, "ema": out.ema_model,
                   "raw_last": out.last_model or out.model,
                   "ema_last": out.last_ema_model or out.ema_model}
-        metrics = {key: _metrics_dict(evaluate_sets(model, bundle.X, bundle.y, eval_masks))
+        metrics = {key: _metrics_dict(evaluate_sets(model, bundle.X, bundle.y, eval_masks),
+                                      bundle.target_scale.scale)
                    for key, model in models.items()}
         environment = environment_info(config.device)
     if stored is not None and rebuild_checkpoint and metrics != stored["metrics"]:
@@ -257,7 +274,11 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
         **out.extra,
         "history": {k: list(v.values()) for k, v in json.loads(history.to_json()).items()},
         "data": {"rows": len(bundle.frame), "fit_on": bundle.fit_on,
-                 "sets_source": bundle.sets_source},
+                 "sets_source": bundle.sets_source,
+                 **({} if bundle.target == col.DELTA_E else {
+                     "target": bundle.target, "unit": bundle.unit,
+                     "target_center": bundle.target_scale.center,
+                     "target_scale": bundle.target_scale.scale})},
         **environment,
         "started_at": started_at,
         "wall_seconds": round(time.perf_counter() - started, 2),

@@ -19,13 +19,21 @@ from typing import Any
 
 from calkit import columns as col
 from calkit.config import FineTuneConfig, SALConfig, TrainConfig, split_overrides, with_fields
-from calkit.data import DATASETS, FILES, check_dataset_name
+from calkit.data import FILES, DatasetInfo, check_dataset_name
 from calkit.features import feature_identity
 from calkit.methods import Method, get_method
 from calkit.models import PRESETS
-from calkit.pipeline import CLIP, FIT_ON, SUBSAMPLE_SEED, TARGETED_DATASETS
+from calkit.pipeline import (
+    CLIP,
+    FIT_ON,
+    SUBSAMPLE_SEED,
+    TARGET_SCALING,
+    effective_max_rows,
+    ood_set_names,
+    uses_shipped_sets,
+)
 from calkit.profiles import check_profile
-from calkit.splits import SplitConfig, sets_identity
+from calkit.splits import SplitConfig, set_file_meta, shipped_sets_path
 
 RECORD_FORMAT = 2
 """Version of the record layout and of what the run id covers; bumping it makes every
@@ -40,10 +48,12 @@ class RunConfig:
 
     Attributes:
         method: A registered method (:func:`calkit.methods.method_names`).
-        dataset: Data set name.
+        dataset: Data set name, or the path of a CSV with a formula column.
         profile: Profile name (sets the model, recipe, SAL settings and data size).
         seed: Seed of the model initialisation and of every draw during training.
         target_set: OOD set (name or alias) for targeted methods.
+        target: The property to learn; ``None`` takes the data set's default (``delta_e`` on
+            the Materials Project tables; a user file must name its column).
         n_target: Number of target rows for targeted methods.
         target_seed: Seed of the draw of the target rows (paper 3141; the same rows for
             every targeted method).
@@ -64,6 +74,7 @@ class RunConfig:
     seed: int = 0
     target_set: str | None = None
     n_target: int = 0
+    target: str | None = None
     target_seed: int = 3141
     protocol: str = "clean"
     sets_seed: int = 0
@@ -75,10 +86,8 @@ class RunConfig:
     def validate(self) -> RunConfig:
         """Check every field; raise ``ValueError`` naming the bad value and the valid ones."""
         method = get_method(self.method)
-        check_dataset_name(self.dataset)
-        if self.dataset not in TARGETED_DATASETS:
-            raise ValueError(
-                f"data set {self.dataset!r} has no delta_e; use {', '.join(TARGETED_DATASETS)}.")
+        info = check_dataset_name(self.dataset, self.target)
+        target = info.check_target(self.target)
         check_profile(self.profile)
         if self.protocol not in col.PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}. "
@@ -91,7 +100,13 @@ class RunConfig:
                 raise ValueError(
                     f"method {self.method!r} needs target_set (e.g. 'relation', 'prior', "
                     f"'covariate') and n_target >= 1; got {self.target_set!r}, {self.n_target}.")
-            col.resolve_set_name(self.target_set)
+            name = col.resolve_set_name(self.target_set, target=target)
+            offered = ood_set_names(info, target)
+            if name not in offered:
+                raise ValueError(
+                    f"target set {self.target_set!r} does not exist on data set "
+                    f"{self.dataset!r} (target {target}); it has: {', '.join(offered)} "
+                    "(aliases: covariate, prior, extreme).")
         elif self.target_set or self.n_target:
             raise ValueError(f"method {self.method!r} takes no target; drop target_set and "
                              f"n_target (got {self.target_set!r}, {self.n_target}).")
@@ -108,8 +123,13 @@ class RunConfig:
         out.pop("device")
         out["overrides"] = sorted([list(kv) for kv in self.overrides])
         if self.target_set is not None:
-            out["target_set"] = col.resolve_set_name(self.target_set)
+            out["target_set"] = col.resolve_set_name(self.target_set, target=self.target_column)
         return out
+
+    @property
+    def target_column(self) -> str:
+        """The target column this run learns (the data set's default when ``target`` is None)."""
+        return check_dataset_name(self.dataset, self.target).check_target(self.target)
 
     @classmethod
     def from_request(cls, request: dict[str, Any], device: str = "auto") -> RunConfig:
@@ -160,13 +180,30 @@ class ResolvedRun:
     run_id: str
 
 
-def data_identity(dataset: str, max_rows: int | None) -> dict[str, Any]:
-    """The data files (by their upstream sha256) and the subsample a run reads."""
-    files = set(DATASETS[dataset].files)
-    if dataset in ("mp2019", "mp_nostruct_20181018"):
-        files.add("piezoelectric_tensor")  # the relation set's material ids
-    return {"dataset": dataset, "files": {k: FILES[k].sha256[0] for k in sorted(files)},
-            "max_rows": max_rows, "subsample_seed": SUBSAMPLE_SEED}
+def data_identity(info: DatasetInfo, max_rows: int | None, target: str) -> dict[str, Any]:
+    """The data files (by their sha256), the subsample and the target a run reads.
+
+    The target and its scaling appear only for targets other than ``delta_e``, so the ids
+    of the formation-energy runs recorded before targets became a parameter stay put.
+    """
+    if info.sha256:  # a user's table: known by its bytes, not by where it lies
+        out = {"dataset": "user file", "file_sha256": info.sha256}
+    else:
+        files = set(info.files) | ({"piezoelectric_tensor"} if info.relation else set())
+        out = {"dataset": info.name, "files": {k: FILES[k].sha256[0] for k in sorted(files)}}
+    out.update({"max_rows": effective_max_rows(info, max_rows), "subsample_seed": SUBSAMPLE_SEED})
+    if target != col.DELTA_E:
+        out.update({"target": target, "target_scaling": TARGET_SCALING})
+    return out
+
+
+def sets_identity(info: DatasetInfo, target: str, max_rows: int | None,
+                  config: SplitConfig) -> dict:
+    """What a run's sets are: the shipped file (by hash) or a machine-local computation."""
+    if uses_shipped_sets(info, target, config, max_rows):
+        path = shipped_sets_path(info.name, effective_max_rows(info, max_rows))
+        return {"source": "shipped", "file": path.name, "sha256": set_file_meta(path)["sha256"]}
+    return {"source": "computed", "split_config": config.to_dict()}
 
 
 def resolve(config: RunConfig) -> ResolvedRun:
@@ -190,18 +227,20 @@ def resolve(config: RunConfig) -> ResolvedRun:
     finetune = prof.finetune.validate() if method.family == "finetune" else None
     preset = config.model_preset or method.model_preset or prof.model_preset
     model = {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items() if k != "note"}
+    info = check_dataset_name(config.dataset, config.target)
+    column = info.check_target(config.target)
     target = None
     if method.needs_target:
-        target = {"set": col.resolve_set_name(config.target_set), "n": config.n_target,
-                  "seed": config.target_seed}
+        target = {"set": col.resolve_set_name(config.target_set, target=column),
+                  "n": config.n_target, "seed": config.target_seed}
     identity = {
         "format": RECORD_FORMAT,
         "method": method.name,
         "profile": prof.name,
         "seed": config.seed,
-        "data": data_identity(config.dataset, prof.max_rows),
+        "data": data_identity(info, prof.max_rows, column),
         "features": {**feature_identity(), "fit_on": FIT_ON, "clip": CLIP},
-        "sets": sets_identity(config.dataset, prof.max_rows, SplitConfig(seed=config.sets_seed)),
+        "sets": sets_identity(info, column, prof.max_rows, SplitConfig(seed=config.sets_seed)),
         "protocol": config.protocol,
         "target": target,
         "model": {"preset": preset, **model},

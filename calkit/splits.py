@@ -64,8 +64,10 @@ class SplitConfig:
         umap_neighbors: ``n_neighbors`` of the unsupervised covariate UMAP (inferred).
         umap_min_dist: ``min_dist`` of that UMAP (inferred).
         kde_grid: Grid size of the binned Gaussian kernel density on the 2-D embedding.
-        prior_fraction: Lowest-delta_e share in the prior-shift set.
-        extreme_quantiles: delta_e outside these quantiles forms the extreme set.
+        prior_fraction: Share of the target's tail in the prior-shift set.
+        prior_tail: ``"lower"`` or ``"upper"`` tail of the target; ``None`` takes the data
+            set's default (formation energy: lower, as the paper; phonon peaks: upper).
+        extreme_quantiles: Targets outside these quantiles form the extreme set.
         high_gap_quantile: Band gaps above this quantile form the high-gap set.
         gap_prior_fraction: Share of the band-gap prior-shift tail.
         gap_prior_tail: ``"upper"`` or ``"lower"``; the paper does not say. The lower tail is
@@ -82,6 +84,7 @@ class SplitConfig:
     umap_min_dist: float = 0.1
     kde_grid: int = 512
     prior_fraction: float = 0.10
+    prior_tail: str | None = None
     extreme_quantiles: tuple[float, float] = (0.05, 0.95)
     high_gap_quantile: float = 0.95
     gap_prior_fraction: float = 0.10
@@ -94,6 +97,9 @@ class SplitConfig:
             raise ValueError(
                 f"covariate_embedding must be 'umap' or 'tsne', got {self.covariate_embedding!r}"
             )
+        if self.prior_tail not in (None, "upper", "lower"):
+            raise ValueError(
+                f"prior_tail must be None, 'upper' or 'lower', got {self.prior_tail!r}")
         if self.gap_prior_tail not in ("upper", "lower"):
             raise ValueError(
                 f"gap_prior_tail must be 'upper' or 'lower', got {self.gap_prior_tail!r}"
@@ -109,8 +115,15 @@ class SplitConfig:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")
 
     def to_dict(self) -> dict:
-        """JSON-serialisable form, stored with every saved set table."""
-        return dataclasses.asdict(self)
+        """JSON-serialisable form, stored with every saved set table.
+
+        ``prior_tail`` appears only when set, so the constructions recorded before it existed
+        keep their hashes.
+        """
+        out = dataclasses.asdict(self)
+        if out["prior_tail"] is None:
+            del out["prior_tail"]
+        return out
 
 
 def standardize_all(features: np.ndarray) -> np.ndarray:
@@ -189,24 +202,69 @@ def embed_2d(
     return embedding
 
 
-def kernel_density_2d(points: np.ndarray, grid: int = 512) -> np.ndarray:
+def kernel_density_2d(points: np.ndarray, grid: int = 512,
+                      reference: np.ndarray | None = None) -> np.ndarray:
     """Gaussian kernel density at each 2-D point, by binning and smoothing on a grid.
 
     A direct KDE over 84k points is quadratic; binning to a ``grid x grid`` histogram,
     smoothing with a Gaussian of Scott's bandwidth and interpolating back is linear and
     ranks points the same way up to the bin width.
+
+    Args:
+        points: ``(n, 2)`` points to evaluate the density at.
+        grid: Bins per axis.
+        reference: Points whose density it is (default: ``points`` themselves).
     """
     points = np.asarray(points, dtype=np.float64)
+    source = points if reference is None else np.asarray(reference, dtype=np.float64)
     lo, hi = points.min(axis=0), points.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
     coords = (points - lo) / span * (grid - 1)
+    source_coords = coords if reference is None else (source - lo) / span * (grid - 1)
     hist, _, _ = np.histogram2d(
-        coords[:, 0], coords[:, 1], bins=grid, range=[[0, grid - 1], [0, grid - 1]]
+        source_coords[:, 0], source_coords[:, 1], bins=grid,
+        range=[[0, grid - 1], [0, grid - 1]]
     )
-    bandwidth = points.std(axis=0) * len(points) ** (-1.0 / 6.0)  # Scott's rule in 2-D
+    bandwidth = source.std(axis=0) * len(source) ** (-1.0 / 6.0)  # Scott's rule in 2-D
     sigma = np.maximum(bandwidth / span * (grid - 1), 0.5)
     density = gaussian_filter(hist, sigma=sigma, mode="constant")
     return map_coordinates(density, coords.T, order=1, mode="nearest")
+
+
+def cluster_relation(embedding: np.ndarray, train: np.ndarray, local_quantile: float = 0.05,
+                     global_quantile: float = 0.95, grid: int = 512) -> pd.DataFrame:
+    """How each row relates to the training rows' local clusters and global structure.
+
+    The paper's figure 5 marks OOD rows by their relation to "local clusters" and the "global
+    structure" without defining either. calkit's definitions, on the 2-D map:
+
+    * **outside local clusters**: the row's kernel density *of training rows* is below the
+      ``local_quantile`` of the training rows' own (it sits between clusters);
+    * **outside the global structure**: its Mahalanobis distance from the training rows'
+      centre exceeds the ``global_quantile`` of the training rows' own (it sits beyond the
+      cloud as a whole).
+
+    Args:
+        embedding: ``(n, 2)`` coordinates of every row.
+        train: Mask of the training rows.
+        local_quantile: Density quantile below which a row is outside local clusters.
+        global_quantile: Distance quantile above which a row is outside the global structure.
+        grid: Grid of the binned kernel density.
+
+    Returns:
+        Frame with boolean ``outside_local`` and ``outside_global`` columns, one row per row.
+    """
+    points = np.asarray(embedding, dtype=np.float64)
+    train = np.asarray(train, dtype=bool)
+    density = kernel_density_2d(points, grid=grid, reference=points[train])
+    centre = points[train].mean(axis=0)
+    inverse = np.linalg.pinv(np.cov(points[train].T))
+    delta = points - centre
+    distance = np.sqrt(np.einsum("ij,jk,ik->i", delta, inverse, delta))
+    return pd.DataFrame({
+        "outside_local": density < np.quantile(density[train], local_quantile),
+        "outside_global": distance > np.quantile(distance[train], global_quantile),
+    })
 
 
 def lowest_fraction(values: np.ndarray, fraction: float) -> np.ndarray:
@@ -224,15 +282,20 @@ def build_sets(
     config: SplitConfig | None = None,
     relation_ids: set[str] | None = None,
     embedding: np.ndarray | None = None,
+    target: str = col.DELTA_E,
+    prior_tail: str = "lower",
 ) -> pd.DataFrame:
     """Flag every row for each of the paper's sets.
 
     Args:
-        frame: A calkit frame (``id``, ``delta_e`` and, if present, ``band_gap``).
+        frame: A calkit frame (``id``, the ``target`` column and, if present, ``band_gap``).
         features: Raw features aligned with ``frame`` (standardised over all rows here).
         config: The split parameters.
         relation_ids: Ids of the relation-shift (piezo) rows; omitted when ``None``.
         embedding: A precomputed 2-D embedding; computed (and cached) when ``None``.
+        target: The property whose tails form the prior and extreme sets.
+        prior_tail: The data set's default tail for the prior set (``config.prior_tail``
+            overrides it).
 
     Returns:
         A boolean frame with one column per set (paper names, see :mod:`calkit.columns`)
@@ -241,10 +304,9 @@ def build_sets(
     config = config or SplitConfig()
     if len(frame) != len(features):
         raise ValueError(f"frame has {len(frame)} rows but features have {len(features)}")
-    if col.DELTA_E not in frame:
-        raise KeyError(
-            f"the OOD sets need a {col.DELTA_E!r} column; frame has {list(frame.columns)}"
-        )
+    if target not in frame:
+        raise KeyError(f"the OOD sets need the target column {target!r}; the frame has "
+                       f"{list(frame.columns)}")
     n_rows = len(frame)
     flags: dict[str, np.ndarray] = {}
 
@@ -260,12 +322,14 @@ def build_sets(
     covariate = col.COVARIATE if config.covariate_embedding == "umap" else col.COVARIATE_TSNE
     flags[covariate] = lowest_fraction(density, config.covariate_fraction)
 
-    delta_e = frame[col.DELTA_E].to_numpy(dtype=float)
-    flags[col.PRIOR] = lowest_fraction(delta_e, config.prior_fraction)
-    q_lo, q_hi = np.quantile(delta_e, config.extreme_quantiles)
-    flags[col.EXTREME] = (delta_e < q_lo) | (delta_e > q_hi)
+    values = frame[target].to_numpy(dtype=float)
+    tail = config.prior_tail or prior_tail
+    flags[col.prior_set(target)] = lowest_fraction(-values if tail == "upper" else values,
+                                                   config.prior_fraction)
+    q_lo, q_hi = np.quantile(values, config.extreme_quantiles)
+    flags[col.extreme_set(target)] = (values < q_lo) | (values > q_hi)
 
-    if col.BAND_GAP in frame:
+    if col.BAND_GAP in frame and target != col.BAND_GAP:
         gap = frame[col.BAND_GAP].to_numpy(dtype=float)
         flags[col.HIGH_GAP] = gap > np.quantile(gap, config.high_gap_quantile)
         tail_values = -gap if config.gap_prior_tail == "upper" else gap
@@ -342,7 +406,7 @@ def size_table(sets: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "set": name,
-                "label": col.SET_LABELS.get(name, name),
+                "label": col.set_label(name),
                 "n": n,
                 "share": n / len(sets),
                 "paper n": paper,
@@ -469,14 +533,6 @@ def load_shipped_sets(path: Path, ids: pd.Series) -> pd.DataFrame:
                          f"{len(ids)} rows of the data: the data file changed. Rebuild the "
                          "sets (`calkit sets`) or pass sets_source='compute'.")
     return table.drop(columns=[col.ID]).astype(bool)
-
-
-def sets_identity(dataset: str, max_rows: int | None, config: SplitConfig) -> dict:
-    """What a run's sets are: the shipped file (by hash) or a machine-local computation."""
-    path = shipped_sets_path(dataset, max_rows)
-    if config == SplitConfig() and path.is_file():
-        return {"source": "shipped", "file": path.name, "sha256": set_file_meta(path)["sha256"]}
-    return {"source": "computed", "split_config": config.to_dict()}
 
 
 def select_target(sets: SetMasks, target_set: str, n_target: int, seed: int = 3141,

@@ -86,8 +86,9 @@ def tiny_bundle():
     sets.loc[order[450:540], col.COVARIATE] = True
     sets.loc[order[540:], col.RELATION] = True
     scaler = FeatureScaler().fit(raw[sets[col.TRAIN].to_numpy()])
-    from calkit.splits import sets_identity
+    from calkit.data import DATASETS
+    from calkit.runs import sets_identity
 
-    source = sets_identity("mp2019", 3000, SplitConfig())["source"]
+    source = sets_identity(DATASETS["mp2019"], col.DELTA_E, 3000, SplitConfig())["source"]
     return DataBundle("mp2019", "smoke", frame, pd.DataFrame(raw), scaler.transform(raw), y,
                       sets, scaler, SplitConfig(), "train", "clean", source)

@@ -115,9 +115,20 @@ def test_piezo_and_phonons(real_data):
     assert len(piezo) == 471
     assert piezo.columns.tolist() == [*SCHEMA, col.DELTA_E, col.BAND_GAP]
     phonons = data.load_dataset("phonons")
-    assert len(phonons) == 1265
-    assert phonons.columns.tolist() == [*SCHEMA, col.PHDOS_PEAK]
+    # 1,265 structures; polymorphs averaged into one row per formula (94 duplicates).
+    assert len(phonons) == 1171 == data.DATASETS["phonons"].rows
+    assert phonons.columns.tolist() == [*SCHEMA, col.PHDOS_PEAK, "n_polymorphs"]
+    assert phonons[col.FORMULA].is_unique and phonons["n_polymorphs"].sum() == 1265
     assert phonons[col.PHDOS_PEAK].between(0, 5000).all()
+    assert data.DATASETS["mp2019"].rows == 84_295 and data.DATASETS["piezo"].rows == 471
+
+
+def test_aggregate_formulas_averages_polymorphs_and_keeps_first_id():
+    frame = pd.DataFrame({col.ID: ["a", "b", "c"], col.FORMULA: ["SiO2", "NaCl", "SiO2"],
+                          col.COMPOSITION: ["SiO2", "NaCl", "Si2O4"], "y": [1.0, 5.0, 3.0]})
+    out = data.aggregate_formulas(frame, ("y",))
+    assert out[col.ID].tolist() == ["a", "b"]
+    assert out["y"].tolist() == [2.0, 5.0] and out["n_polymorphs"].tolist() == [2, 1]
 
 
 @pytest.mark.realdata
@@ -128,3 +139,46 @@ def test_mirror_copy_in_repo_data_folder_is_found(real_data, tmp_path, monkeypat
     shutil.copy(real_data / "matminer" / "matbench_phonons.json.gz", local / "matminer")
     monkeypatch.setattr(data, "local_data_dir", lambda: local)
     assert data.fetch("matbench_phonons", download=False).parent == local / "matminer"
+
+
+def _write_table(path, rows):
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return str(path)
+
+
+def test_user_csv_is_a_data_set_with_counted_bad_formulas(tmp_path):
+    formulas = ["NaCl", "Fe2O3", "SiO2", "GaAs", "MgO", "TiO2", "Al2O3", "ZnS", "CuO", "LiF"]
+    rows = {"formula": [f"{f}" for f in formulas * 12] + ["Xx2O", "not a formula"],
+            "band_gap": [float(i % 7) for i in range(122)], "note": ["x"] * 122}
+    # 120 valid rows but only 10 distinct formulas: too few after averaging polymorphs.
+    with pytest.raises(ValueError, match="10 usable rows.*at least 100"):
+        data.user_dataset(_write_table(tmp_path / "few.csv", rows), "band_gap")
+    many = [f"Na{i}Cl{i + 1}" for i in range(1, 131)] + ["Xx2O", "not a formula"]
+    path = _write_table(tmp_path / "table.csv",
+                        {"formula": many, "band_gap": [0.1 * i for i in range(132)],
+                         "note": ["x"] * 132})
+    with pytest.warns(UserWarning, match=r"dropped 2 malformed formula\(s\) \('Xx2O'"):
+        info = data.check_dataset_name(path, "band_gap")
+    assert info.rows == 130 and info.default_target == "band_gap" and len(info.sha256) == 64
+    frame = data.load_dataset(path, target="band_gap")
+    assert frame.columns.tolist()[:4] == [*SCHEMA, "band_gap"] and len(frame) == 130
+    assert frame[col.ID].iloc[0] == "row-0"
+
+
+def test_user_csv_bad_inputs_name_the_problem_and_the_fix(tmp_path):
+    with pytest.raises(ValueError, match="does not exist.*formula column"):
+        data.check_dataset_name(str(tmp_path / "missing.csv"), "y")
+    path = _write_table(tmp_path / "nof.csv", {"comp": ["NaCl"], "y": [1.0]})
+    with pytest.raises(ValueError, match=r"no formula column; its columns are \['comp', 'y'\]"):
+        data.check_dataset_name(path, "y")
+    path = _write_table(tmp_path / "t.csv", {"formula": ["NaCl", "KCl"], "y": [1.0, 2.0],
+                                             "phase": ["a", "b"]})
+    with pytest.raises(ValueError, match="no column 'gap'"):
+        data.check_dataset_name(path, "gap")
+    with pytest.raises(ValueError, match="'phase' of t.csv is not numeric.*Choose a numeric "
+                                         "column: y"):
+        data.check_dataset_name(path, "phase")
+    with pytest.raises(ValueError, match="say which column to learn.*numeric columns: y"):
+        data.check_dataset_name(path, None)
+    with pytest.raises(ValueError, match="unknown data set 'table.txt'.*CSV"):
+        data.check_dataset_name("table.txt")

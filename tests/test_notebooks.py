@@ -142,3 +142,45 @@ def test_every_page_loads_cleanly_in_a_browser(smoke_book):
         assert not info["broken"], (page, info["broken"])
         if page.startswith("notebooks/"):
             assert info["inputs"] > 0 and info["visibleInputs"] == 0, (page, info)
+
+
+def test_training_notebook_runs_on_a_users_csv_and_bad_columns_fail_first(tmp_path):
+    """Any composition table is a data set: notebook 03 trains on a CSV the test writes, and a
+    wrong target column fails in the first cell with the table's columns."""
+    import os
+
+    import pandas as pd
+    import papermill
+
+    from calkit.data import load_dataset
+
+    if not os.environ.get("CALKIT_DATA"):
+        pytest.skip("CALKIT_DATA is not set to the data mirror")
+    mp = load_dataset("mp2019").sample(600, random_state=0)
+    table = pd.DataFrame({"formula": [*mp["formula"], "Qq3", "12"],
+                          "band_gap": [*mp["band_gap"], 1.0, 2.0]})
+    path = tmp_path / "some_table.csv"
+    table.to_csv(path, index=False)
+    env_before = os.environ.get("CALKIT_RESULTS")
+    os.environ["CALKIT_RESULTS"] = str(tmp_path / "results")
+    try:
+        out = papermill.execute_notebook(
+            str(ROOT / "notebooks" / "03_training.ipynb"), str(tmp_path / "out.ipynb"),
+            parameters={"dataset": str(path), "target": "band_gap", "method": "baseline",
+                        "profile": "smoke"},
+            kernel_name="python3", progress_bar=False, cwd=str(ROOT / "notebooks"))
+        with pytest.raises(papermill.PapermillExecutionError) as err:
+            papermill.execute_notebook(
+                str(ROOT / "notebooks" / "03_training.ipynb"), str(tmp_path / "bad.ipynb"),
+                parameters={"dataset": str(path), "target": "gap", "profile": "smoke"},
+                kernel_name="python3", progress_bar=False, cwd=str(ROOT / "notebooks"))
+    finally:
+        os.environ.pop("CALKIT_RESULTS")
+        if env_before is not None:
+            os.environ["CALKIT_RESULTS"] = env_before
+    text = str(out.cells)
+    assert "dropped 2 malformed formula(s)" in text
+    runs = list((tmp_path / "results" / "smoke" / "runs").glob("baseline-*.json"))
+    assert len(runs) == 1
+    assert "has no column 'gap'; its columns are ['formula', 'band_gap']" in str(err.value)
+    assert err.value.exec_count <= 4

@@ -68,8 +68,14 @@ def test_unknown_names_fail_with_the_valid_ones():
         RunConfig(method="finetune", target_set="piezzo", n_target=8).validate()
     with pytest.raises(ValueError, match="Valid presets"):
         RunConfig(model_preset="huge").validate()
-    with pytest.raises(ValueError, match="no delta_e"):
-        RunConfig(dataset="phonons").validate()
+    with pytest.raises(ValueError, match="has no target 'delta_e'; its targets are last_phdos"):
+        RunConfig(dataset="phonons", target="delta_e").validate()
+    with pytest.raises(ValueError, match="does not exist on data set 'phonons'.*Xshift_umap"):
+        RunConfig(method="targeted", dataset="phonons", target_set="relation",
+                  n_target=8).validate()
+    with pytest.raises(ValueError, match="does not exist on data set 'phonons'.*infoY_last"):
+        RunConfig(method="targeted", dataset="phonons", target_set="high_gap",
+                  n_target=8).validate()
     with pytest.raises(ValueError, match="unknown config field.*atack_lr.*SAL"):
         RunConfig(method="cal", overrides=(("atack_lr", 1.0),)).validate()
     with pytest.raises(ValueError, match="has no SAL settings"):

@@ -125,13 +125,19 @@ def test_shipped_set_file_round_trip_and_corruption(tmp_path, small_frame):
 
 
 def test_shipped_sets_are_what_the_identity_names():
-    for size in (3000, None):
-        path = splits.shipped_sets_path("mp2019", size)
-        ident = splits.sets_identity("mp2019", size, splits.SplitConfig())
+    from calkit.data import DATASETS
+    from calkit.runs import sets_identity
+
+    mp, phonons = DATASETS["mp2019"], DATASETS["phonons"]
+    for info, size, stored_as in ((mp, 3000, 3000), (mp, None, None), (phonons, None, None),
+                                  (phonons, 3000, None)):  # phonons has fewer than 3,000 rows
+        path = splits.shipped_sets_path(info.name, stored_as)
+        ident = sets_identity(info, info.default_target, size, splits.SplitConfig())
         assert ident == {"source": "shipped", "file": path.name,
                          "sha256": splits.set_file_meta(path)["sha256"]}
-    assert splits.sets_identity("mp2019", 3000, splits.SplitConfig(seed=1))["source"] == \
+    assert sets_identity(mp, col.DELTA_E, 3000, splits.SplitConfig(seed=1))["source"] == \
         "computed"
+    assert sets_identity(mp, col.BAND_GAP, 3000, splits.SplitConfig())["source"] == "computed"
 
 
 @pytest.mark.realdata
@@ -150,3 +156,15 @@ def test_recomputed_smoke_sets_match_the_shipped_file(real_data):
             assert (a & b).sum() >= 0.9 * a.sum(), name
         else:
             assert (a == b).all(), name
+
+
+def test_cluster_relation_marks_gaps_between_clusters_and_far_rows():
+    rng = np.random.default_rng(0)
+    clusters = np.vstack([rng.normal((-3, 0), 0.3, (400, 2)), rng.normal((3, 0), 0.3, (400, 2))])
+    probes = np.array([[0.0, 0.0], [-3.0, 0.0], [-3.0, 12.0]])  # gap, in a cluster, far off
+    points = np.vstack([clusters, probes])
+    train = np.r_[np.ones(800, bool), np.zeros(3, bool)]
+    rel = splits.cluster_relation(points, train)
+    assert rel["outside_local"].tolist()[-3:] == [True, False, True]
+    assert rel["outside_global"].tolist()[-3:] == [False, False, True]
+    assert rel["outside_local"][:800].mean() == pytest.approx(0.05, abs=0.02)
