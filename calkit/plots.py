@@ -181,8 +181,10 @@ def target_by_set(frame: pd.DataFrame, sets: pd.DataFrame, target: str, unit: st
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.5, 3.6))
     bins = np.linspace(frame[target].min(), frame[target].max(), 50)
     for name in (col.TRAIN, *names):
-        ax.hist(frame.loc[sets[name].to_numpy(), target], bins=bins, log=True, alpha=0.5,
-                color=set_color(name), histtype="stepfilled",
+        filled = name == col.TRAIN  # sets overlap (prior and extreme share a tail): outlines
+        ax.hist(frame.loc[sets[name].to_numpy(), target], bins=bins, log=True,
+                alpha=0.45 if filled else 0.95, lw=0 if filled else 1.8,
+                color=set_color(name), histtype="stepfilled" if filled else "step",
                 label=f"{col.set_label(name)} ({int(sets[name].sum()):,})")
     ax.set_xlabel(target_label(target, unit))
     ax.set_ylabel("count (log)")
@@ -437,5 +439,58 @@ def w_trajectories(histories: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)
     axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def versus_baseline_dots(table: pd.DataFrame) -> plt.Figure:
+    """Relative change against the IR-net with its 95 % interval, one panel row per set.
+
+    ``table`` is :func:`calkit.reporting.versus_baseline_table`; methods without a
+    comparison (the IR-net itself) are skipped.
+    """
+    from calkit.methods import method_label
+
+    data = table.dropna(subset=["rel"]).reset_index()
+    sets = list(dict.fromkeys(data["set"]))
+    methods = list(dict.fromkeys(data["method"]))
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(sets) * len(methods) ** 0.5 + 1.8))
+    offsets = np.linspace(-0.3, 0.3, len(methods)) if len(methods) > 1 else [0.0]
+    colors = plt.get_cmap("tab10").colors
+    for k, method in enumerate(methods):
+        rows = data[data["method"] == method]
+        y = np.array([sets.index(s) for s in rows["set"]]) + offsets[k]
+        ax.errorbar(100 * rows["rel"], y, xerr=[100 * (rows["rel"] - rows["rel_low"]),
+                                                100 * (rows["rel_high"] - rows["rel"])],
+                    fmt="o", ms=4, capsize=2, color=colors[k % 10], label=method_label(method))
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(sets)), [col.set_label(s) for s in sets])
+    ax.invert_yaxis()
+    ax.set_xscale("symlog", linthresh=10)
+    ax.set_xlabel("loss change against the IR-net (%; 95 % interval, paired by seed)")
+    ax.legend(fontsize=8, ncol=min(3, len(methods)), loc="upper center",
+              bbox_to_anchor=(0.5, -0.1 - 0.6 / (len(sets) + 1)), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def risk_coverage_curves(curves: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Mean absolute error of the most confident rows against the share kept, per set.
+
+    ``curves`` maps a method to :func:`calkit.reporting.risk_curves`; one panel per method.
+    """
+    from calkit.methods import method_label
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.2 * len(curves), 3.8), squeeze=False)
+    for ax, (method, table) in zip(axes[0], curves.items(), strict=True):
+        for name in table.columns:
+            ax.plot(100 * table.index, table[name], marker=".",
+                    color=set_color(name) if name != "val" else SET_COLORS["validation"],
+                    label=col.set_label(name) if name != "val" else "validation rows")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows kept, most confident first (%)")
+        ax.set_ylabel("mean absolute error (log)")
+        ax.set_title(f"{method_label(method)}: risk-coverage")
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -26,6 +26,10 @@ VALIDATION = "validation"
 BASE_SETS = (col.TRAIN, col.COVARIATE, col.PRIOR, col.RELATION, VALIDATION, col.HIGH_GAP)
 ABLATION_SETS = (col.TRAIN, VALIDATION, col.COVARIATE, col.PRIOR, col.RELATION)
 ABLATIONS = ("pg_first", "pg_last", "aa", "ps", "irnet3")
+BASELINES = ("rf", "ensemble", "cmixup", "balanced", "cvar")
+"""The OOD baselines of the "what helps" chapter, each compared with the plain IR-net."""
+OOD_TABLE_SETS = (col.COVARIATE, col.PRIOR, col.EXTREME, col.RELATION, col.HIGH_GAP,
+                  col.GAP_PRIOR, VALIDATION)
 
 
 @cache
@@ -209,14 +213,16 @@ def ablation_table(records: list[dict], which: str = "ema", metric: str = "loss"
 
 
 def select_records(records: list[dict], protocol: str = "clean", sets_seed: int = 0,
-                   target_seed: int = 3141) -> list[dict]:
-    """The records of one protocol, set-construction seed and target draw.
+                   target_seed: int = 3141, dataset: str = "mp2019") -> list[dict]:
+    """The records of one data set, protocol, set-construction seed and target draw.
 
-    Tables pool seeds of the same method; records of other protocols or set and target draws
-    are other experiments and are never pooled with them.
+    Tables pool seeds of the same method; records of other data sets, protocols or set and
+    target draws are other experiments and are never pooled with them.
     """
     return [r for r in records
-            if r["request"].get("protocol", "paper") == protocol
+            if r["request"].get("dataset", "mp2019") == dataset
+            and r["request"].get("target") is None
+            and r["request"].get("protocol", "paper") == protocol
             and r["request"].get("sets_seed", 0) == sets_seed
             and r["request"].get("target_seed", 3141) == target_seed]
 
@@ -302,7 +308,15 @@ def controls_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
     Columns: the relative change of the second run's loss, its 95 % t interval, the
     Holm-adjusted p across this table, and ``lower``/``higher``/``not resolved``.
     """
-    rows = _comparison_rows(records, control_comparisons(records), which)
+    return _directional(_comparison_rows(records, control_comparisons(records), which))
+
+
+def _directional(rows: list[dict]) -> pd.DataFrame:
+    """Comparisons without a paper value, judged by direction.
+
+    Holm across the table, then ``lower``/``higher`` where the interval excludes zero and the
+    adjusted p is below 0.05, else ``not resolved``.
+    """
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows).drop(columns="paper_change")
@@ -311,6 +325,61 @@ def controls_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
     table["verdict"] = np.where(~resolved, "not resolved",
                                 np.where(table["estimate"] < 0, "lower", "higher"))
     return table.set_index("claim")
+
+
+def _ood_sets_of(records: list[dict]) -> list[str]:
+    """The OOD sets evaluated in a group of records, in the order of their first record."""
+    skip = {col.TRAIN, *col.RANDOM_SPLITS, *col.CLEAN_SPLITS}
+    names: list[str] = []
+    for rec in records:
+        for name in rec["metrics"]["ema"]:
+            if name not in skip and not name.endswith("_target") and name not in names:
+                names.append(name)
+    return names
+
+
+def dataset_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str, float]]:
+    """The paper's comparisons on any data set (no paper values).
+
+    CAL vs IR-net on every OOD set and the validation splits, targeted CAL vs fine-tuning on
+    every target.
+    """
+    out = [(f"CAL vs IR-net on {col.set_label(name)}", ("baseline", "", 0), ("cal", "", 0),
+            name, np.nan) for name in [*_ood_sets_of(records), VALIDATION]]
+    for target, n in targeted_pairs(records):
+        out.append((f"targeted CAL vs fine-tuning on {col.set_label(target)}, N={n}",
+                     ("finetune", target, n), ("targeted", target, n), target, np.nan))
+    return out
+
+
+def dataset_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """Every method's MAE on every OOD set of one data set, and the paired comparisons.
+
+    Rows: ``(method, target, N)``; columns per set: MAE mean and std over seeds (in the
+    target's units). Use with :func:`dataset_claims` for the paired intervals.
+    """
+    summary = seed_summary(records, which, "mae")
+    if summary.empty:
+        return pd.DataFrame()
+    sets = [*_ood_sets_of(records), VALIDATION]
+    summary = summary[summary["set"].isin(sets)]
+    table = summary.pivot_table(index=["method", "target_set", "n_target"], columns="set",
+                                values=["mean", "std"])
+    table = table.reindex(columns=[(stat, name) for name in sets for stat in ("mean", "std")
+                                   if (stat, name) in table.columns])
+    table.columns = [f"{col.set_label(name)} {stat}" for stat, name in table.columns]
+    seeds = summary.groupby(["method", "target_set", "n_target"])["n"].max()
+    table.insert(0, "seeds", seeds.reindex(table.index).astype(int))
+    return table.rename(index=method_label, level=0)
+
+
+def dataset_claims(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """Paired comparisons of :func:`dataset_comparisons`.
+
+    Relative change of the declared loss, 95 % t interval, Holm across the table,
+    ``lower``/``higher``/``not resolved``.
+    """
+    return _directional(_comparison_rows(records, dataset_comparisons(records), which))
 
 
 def paired_points(records: list[dict], comparisons: list, which: str = "ema") -> pd.DataFrame:
@@ -435,6 +504,112 @@ def shared_predictions(records: dict[str, dict | None], set_name: str) -> dict:
         keep = [i for i, rid in enumerate(preds["id"]) if rid in common]
         panels[label] = (np.asarray(preds["y"])[keep], np.asarray(preds["pred"])[keep])
     return panels
+
+
+# ------------------------------------------------------------------ what helps OOD
+def versus_baseline_table(records: list[dict], methods: tuple[str, ...] = ("cal", *BASELINES),
+                          sets: tuple[str, ...] = OOD_TABLE_SETS,
+                          which: str = "ema") -> pd.DataFrame:
+    """Every method against the plain IR-net on every set, paired by seed.
+
+    Rows ``(set, method)`` (the IR-net included, with no comparison); columns: mean and std
+    of the loss over seeds, seeds, and the paired relative change against the IR-net with
+    its 95 % t interval and a Holm-adjusted p across the whole table. ``best`` marks, per
+    set, the lowest mean when its paired interval against the runner-up excludes zero.
+    """
+    summary = seed_summary(records, which, "loss")
+    frame = metrics_frame(records, which)
+    rows = []
+    for set_name in sets:
+        for method in ("baseline", *methods):
+            mean, std, n = _stats(summary, method, set_name)
+            if not n:
+                continue
+            row = {"set": set_name, "method": method, "mean": mean, "std": std, "n": n}
+            if method != "baseline":
+                row.update(_pair(frame, ("baseline", "", 0), (method, "", 0), set_name, "loss"))
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows)
+    has_p = table["p_value"].notna() if "p_value" in table else pd.Series(False, table.index)
+    table["p_holm"] = np.nan
+    if has_p.any():
+        table.loc[has_p, "p_holm"] = stats.holm(table.loc[has_p, "p_value"].to_numpy())
+    table["best"] = False
+    for set_name, group in table.groupby("set", sort=False):
+        if len(group) < 2:
+            continue
+        ranked = group.sort_values("mean")
+        first, second = ranked.iloc[0]["method"], ranked.iloc[1]["method"]
+        pair = _pair(frame, (first, "", 0), (second, "", 0), set_name, "loss")
+        if pair["n_pairs"] >= 2 and pair["rel_low"] > 0:
+            table.loc[ranked.index[0], "best"] = True
+    return table.set_index(["set", "method"])
+
+
+def display_versus_baseline(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Methods as rows, sets as columns, for a page.
+
+    Each cell: ``mean`` and the paired change against the IR-net; the best method of a set
+    in bold where it is resolved against the runner-up.
+    """
+    if table.empty:
+        return table
+    cells: dict[tuple[str, str], str] = {}
+    for (set_name, method), row in table.iterrows():
+        text = f"{row['mean']:.{digits}f}"
+        if method != "baseline" and np.isfinite(row.get("rel", np.nan)):
+            text += f" ({row['rel']:+.1%} [{row['rel_low']:+.1%}, {row['rel_high']:+.1%}])"
+        cells[(method_label(method), col.set_label(set_name))] = \
+            f"**{text}**" if row["best"] else text
+    out = pd.Series(cells).unstack()
+    order = [method_label(m) for m in dict.fromkeys(table.index.get_level_values("method"))]
+    sets = [col.set_label(s) for s in dict.fromkeys(table.index.get_level_values("set"))]
+    return out.reindex(index=order, columns=sets).fillna("-")
+
+
+def ood_flag_table(records: list[dict], methods: tuple[str, ...] = ("ensemble", "rf")
+                   ) -> pd.DataFrame:
+    """How well each model's spread flags OOD rows and ranks its own errors.
+
+    Rows ``(method, set)``; columns: AUROC of telling the set's rows from validation rows by
+    the spread (0.5 is chance), and the mean absolute error of the most and least confident
+    halves of the set, each as mean and std over seeds.
+    """
+    rows = []
+    for rec in records:
+        method = rec["request"]["method"]
+        if method not in methods or rec["request"].get("overrides") or "risk_coverage" not in rec:
+            continue
+        for set_name, curve in rec["risk_coverage"].items():
+            rows.append({"method": method, "set": set_name, "seed": rec["request"]["seed"],
+                         "auroc": rec["spread_auroc"].get(set_name, np.nan),
+                         "confident half MAE": curve["confident_half"],
+                         "uncertain half MAE": curve["uncertain_half"]})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    grouped = frame.groupby(["method", "set"], sort=False)
+    table = grouped[["auroc", "confident half MAE", "uncertain half MAE"]].agg(["mean", "std"])
+    table.columns = [f"{a} {b}" for a, b in table.columns]
+    table.insert(0, "seeds", grouped["seed"].nunique())
+    return table
+
+
+def risk_curves(records: list[dict], method: str = "ensemble") -> pd.DataFrame:
+    """Mean risk-coverage curve over seeds per set: rows = coverage, columns = sets."""
+    curves: dict[str, list[list[float]]] = {}
+    for rec in records:
+        if rec["request"]["method"] == method and "risk_coverage" in rec:
+            for set_name, curve in rec["risk_coverage"].items():
+                curves.setdefault(set_name, []).append(curve["risk"])
+    if not curves:
+        return pd.DataFrame()
+    points = len(next(iter(curves.values()))[0])
+    coverage = np.arange(1, points + 1) / points
+    return pd.DataFrame({name: np.mean(values, axis=0) for name, values in curves.items()},
+                        index=pd.Index(coverage, name="coverage"))
 
 
 # ------------------------------------------------------------------ display

@@ -267,6 +267,22 @@ def cluster_relation(embedding: np.ndarray, train: np.ndarray, local_quantile: f
     })
 
 
+RELATION_CLASSES = {(False, False): "inside both", (True, False): "outside local clusters only",
+                    (False, True): "outside the global structure only",
+                    (True, True): "outside both"}
+"""Readable names of the ``(outside_local, outside_global)`` classes of :func:`cluster_relation`."""
+
+
+def relation_counts(relation: pd.DataFrame, sets: pd.DataFrame,
+                    names: tuple[str, ...]) -> pd.DataFrame:
+    """Rows of each set in each class of :func:`cluster_relation` (sets as columns)."""
+    keys = list(zip(relation["outside_local"], relation["outside_global"], strict=True))
+    classes = pd.Series([RELATION_CLASSES[k] for k in keys], index=sets.index)
+    table = pd.DataFrame({col.set_label(n): classes[sets[n].to_numpy()].value_counts()
+                          for n in (col.TRAIN, *names)})
+    return table.reindex(list(RELATION_CLASSES.values())).fillna(0).astype(int)
+
+
 def lowest_fraction(values: np.ndarray, fraction: float) -> np.ndarray:
     """Mask of the ``fraction`` of rows with the lowest values (ties broken by position)."""
     n_pick = int(round(fraction * len(values)))

@@ -187,7 +187,11 @@ def test_baseline_records_hold_their_choices_and_ensemble_member_0_is_the_baseli
     assert len(ens["member_seeds"]) == 5 and len(ens["member_ema_val_loss"]) == 5
     assert set(ens["spread_auroc"]) == {col.COVARIATE, col.RELATION}
     assert all(0.0 <= v <= 1.0 for v in ens["spread_auroc"].values())
-    assert len(ens["ensemble_spread"][col.RELATION]) == int(tiny_bundle.sets[col.RELATION].sum())
+    assert len(ens["spread"][col.RELATION]) == int(tiny_bundle.sets[col.RELATION].sum())
+    curve = ens["risk_coverage"][col.COVARIATE]
+    assert len(curve["risk"]) == 20 and curve["aurc"] > 0
+    # The last point of the curve is every row: the set's mean absolute error of the EMA mean.
+    assert curve["risk"][-1] == pytest.approx(ens["metrics"]["ema"][col.COVARIATE]["mae"], rel=1e-4)
     cvar = run("cvar")
     assert [c["alpha"] for c in cvar["cvar_candidates"]] == [0.1, 0.2, 0.5]
     best = min(cvar["cvar_candidates"], key=lambda c: c["ema_val_loss"])
@@ -195,6 +199,10 @@ def test_baseline_records_hold_their_choices_and_ensemble_member_0_is_the_baseli
     rf = run("rf")
     assert len(rf["rf_candidates"]) == 6 and rf["n_parameters"] == 0
     assert rf["metrics"]["ema"] == rf["metrics"]["raw"]
+    assert set(rf["spread_auroc"]) == {col.COVARIATE, col.RELATION}
+    splits = [rf["metrics"]["ema"][s] for s in col.CLEAN_SPLITS if s in rf["metrics"]["ema"]]
+    val_mae = sum(m["mae"] * m["n"] for m in splits) / sum(m["n"] for m in splits)
+    assert rf["risk_coverage"]["val"]["risk"][-1] == pytest.approx(val_mae, rel=1e-4)
     again = runner.run_experiment(RunConfig(method="cmixup", profile="smoke", epochs=2),
                                   root=tmp_path / "a", progress=False, bundle=tiny_bundle)
     assert again["metrics"] == run("cmixup")["metrics"]  # deterministic draws

@@ -49,7 +49,8 @@ def smoke_book(tmp_path_factory, _session_cache):
 
 def test_every_notebook_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
-    assert NOTEBOOKS == ["01_data", "02_shifts", "03_training", "04_results"]
+    assert NOTEBOOKS == ["01_data", "02_shifts", "03_training", "04_results", "05_phonons",
+                         "06_baselines"]
     for name in NOTEBOOKS:
         assert f"notebooks/{name}" in toc
 

@@ -104,3 +104,45 @@ def test_validation_row_uses_the_clean_splits_too():
     losses = {col.TRAIN: 0.01, col.PRIOR: 0.2, **{name: 0.05 for name in col.CLEAN_SPLITS}}
     frame = reporting.metrics_frame([_record("cal", 0, losses)])
     assert frame.loc[frame["set"] == "validation", "loss"].tolist() == [pytest.approx(0.05)]
+
+
+def test_versus_baseline_bolds_only_a_best_resolved_against_the_runner_up():
+    records = []
+    for seed in range(4):
+        jitter = 0.001 * seed
+        records.append(_record("baseline", seed, {col.COVARIATE: 0.10 + jitter,
+                                                  col.PRIOR: 0.20 + jitter}))
+        # rf: clearly lowest on covariate (every seed); on prior it ties with the ensemble.
+        records.append(_record("rf", seed, {col.COVARIATE: 0.05 + jitter,
+                                            col.PRIOR: 0.15 + 0.02 * (seed % 2)}))
+        records.append(_record("ensemble", seed, {col.COVARIATE: 0.08 + jitter,
+                                                  col.PRIOR: 0.15 + 0.02 * ((seed + 1) % 2)}))
+    table = reporting.versus_baseline_table(records, methods=("rf", "ensemble"))
+    assert table.loc[(col.COVARIATE, "rf"), "best"]
+    assert not table.loc[(col.PRIOR, "rf"), "best"]
+    assert not table.loc[(col.PRIOR, "ensemble"), "best"]
+    assert table.loc[(col.COVARIATE, "rf"), "rel"] == pytest.approx(
+        np.exp(np.mean(np.log([(0.05 + j) / (0.10 + j) for j in 0.001 * np.arange(4)]))) - 1)
+    shown = reporting.display_versus_baseline(table)
+    assert shown.loc["random forest", col.set_label(col.COVARIATE)].startswith("**0.0515 (")
+    assert "**" not in shown.loc["random forest", col.set_label(col.PRIOR)]
+
+
+def test_ood_flag_table_averages_auroc_and_halves_over_seeds():
+    records = []
+    for seed, auroc in ((0, 0.6), (1, 0.8)):
+        rec = _record("ensemble", seed, {col.COVARIATE: 0.1})
+        rec["spread_auroc"] = {col.COVARIATE: auroc}
+        rec["risk_coverage"] = {col.COVARIATE: {"confident_half": 0.1 * (seed + 1),
+                                                "uncertain_half": 0.5, "aurc": 0.2,
+                                                "risk": [0.1, 0.2]},
+                                "val": {"confident_half": 0.05, "uncertain_half": 0.1,
+                                        "aurc": 0.07, "risk": [0.05, 0.08]}}
+        records.append(rec)
+    flags = reporting.ood_flag_table(records)
+    row = flags.loc[("ensemble", col.COVARIATE)]
+    assert row["seeds"] == 2 and row["auroc mean"] == pytest.approx(0.7)
+    assert row["confident half MAE mean"] == pytest.approx(0.15)
+    curves = reporting.risk_curves(records)
+    assert list(curves.index) == [0.5, 1.0]
+    assert curves[col.COVARIATE].tolist() == pytest.approx([0.1, 0.2])

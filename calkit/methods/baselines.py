@@ -39,7 +39,7 @@ from calkit import columns as col
 from calkit.engine import Diverged, TrainingEngine, TrainResult
 from calkit.methods.registry import Method, MethodInputs, MethodOutput, register
 from calkit.metrics import mae, predict, smooth_l1
-from calkit.uncertainty import ood_flag_auroc
+from calkit.uncertainty import ood_flag_auroc, risk_coverage
 from calkit.utils import seed_everything, validation_names
 
 
@@ -255,6 +255,12 @@ class ForestModule(nn.Module):
         pred = self.forest.predict(x.detach().cpu().numpy())
         return torch.as_tensor(np.asarray(pred, np.float32), device=x.device)
 
+    def spread(self, X: np.ndarray) -> np.ndarray:
+        """Population standard deviation of the trees' predictions per row."""
+        X = np.asarray(X, np.float32)
+        trees = np.stack([tree.predict(X) for tree in self.forest.estimators_])
+        return trees.std(axis=0)
+
 
 def _val_loss(pred: np.ndarray, y: np.ndarray, masks: Mapping[str, np.ndarray],
               loss: str) -> float:
@@ -285,7 +291,8 @@ def run_rf(inputs: MethodInputs) -> MethodOutput:
             best, best_loss = forest, loss
     model = ForestModule(best).eval()
     chosen = {"max_features": best.max_features, "min_samples_leaf": best.min_samples_leaf}
-    extra = {"rf_candidates": candidates, "rf_chosen": chosen, "selected_val_loss": best_loss}
+    extra = {"rf_candidates": candidates, "rf_chosen": chosen, "selected_val_loss": best_loss,
+             **spread_report(model, X, y, masks)}
     return MethodOutput(model, model, pd.DataFrame(), masks, {}, extra)
 
 
@@ -317,28 +324,46 @@ def ensemble_seeds(seed: int, members: int, offset: int) -> list[int]:
     return [seed] + [offset + 100 * seed + k for k in range(1, members)]
 
 
-def spread_report(model: MeanEnsemble, X: np.ndarray, masks: Mapping[str, np.ndarray]
-                  ) -> dict[str, Any]:
-    """The ensemble's spread as an OOD flag, for the record.
+RISK_POINTS = 20
+"""Coverage points of the risk-coverage curve stored per set (5 %, 10 %, ..., 100 %)."""
 
-    Per-row spread on the relation set and the first validation split (small), the mean
-    spread of every OOD set and of the validation rows, and the AUROC of flagging each OOD
-    set's rows against the validation rows by the spread.
+
+def spread_report(model: nn.Module, X: np.ndarray, y: np.ndarray,
+                  masks: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """A model's spread (``model.spread``) as an OOD flag and a confidence, for the record.
+
+    Per-row spread on the relation set and the first validation split (small); per OOD set
+    and for the validation rows: the mean spread, the AUROC of flagging the set's rows against
+    the validation rows by the spread, and the risk-coverage summary of the absolute error of
+    the model's prediction (most confident half, least confident half, the area under the
+    curve and the curve at :data:`RISK_POINTS` coverages).
     """
     val = np.logical_or.reduce([masks[s] for s in validation_names(masks)])
     spread = np.full(len(X), np.nan, np.float32)
+    error = np.full(len(X), np.nan, np.float64)
     rows = val.copy()
     for name in col.OOD_SETS:
         if name in masks:
             rows |= masks[name]
     spread[rows] = model.spread(X[rows])
+    error[rows] = np.abs(np.asarray(predict(model, X[rows]), np.float64) - y[rows])
     first_val = validation_names(masks)[0]
     kept = [s for s in (col.RELATION, first_val) if s in masks and masks[s].any()]
-    return {"ensemble_spread": {s: spread[masks[s]].round(5).tolist() for s in kept},
-            "spread_mean": {**{s: float(spread[masks[s]].mean()) for s in col.OOD_SETS
-                               if s in masks and masks[s].any()}, "val": float(spread[val].mean())},
-            "spread_auroc": {s: ood_flag_auroc(spread[masks[s]], spread[val])
-                             for s in col.OOD_SETS if s in masks and masks[s].any()}}
+    present = {s: masks[s] for s in col.OOD_SETS if s in masks and masks[s].any()}
+    curves = {}
+    for name, mask in {**present, "val": val}.items():
+        rc = risk_coverage(error[mask], spread[mask])
+        at = np.clip(np.ceil(np.linspace(1, RISK_POINTS, RISK_POINTS) / RISK_POINTS
+                             * mask.sum()).astype(int) - 1, 0, None)
+        curves[name] = {"confident_half": rc["confident_half"],
+                        "uncertain_half": rc["uncertain_half"], "aurc": rc["aurc"],
+                        "risk": [float(v) for v in rc["risk"][at]]}
+    return {"spread": {s: spread[masks[s]].round(5).tolist() for s in kept},
+            "spread_mean": {**{s: float(spread[m].mean()) for s, m in present.items()},
+                            "val": float(spread[val].mean())},
+            "spread_auroc": {s: ood_flag_auroc(spread[m], spread[val])
+                             for s, m in present.items()},
+            "risk_coverage": curves}
 
 
 def run_ensemble(inputs: MethodInputs) -> MethodOutput:
@@ -360,7 +385,8 @@ def run_ensemble(inputs: MethodInputs) -> MethodOutput:
              "member_val_loss": [float(r.selected_val_loss) for r in results],
              "member_ema_val_loss": [ema_val_loss(r) for r in results],
              "member_run_info": [r.run_info() for r in results],
-             **spread_report(ema, np.asarray(inputs.X, np.float32), results[0].sets)}
+             **spread_report(ema, np.asarray(inputs.X, np.float32),
+                             np.asarray(inputs.y, np.float64), results[0].sets)}
     return MethodOutput(raw, ema, history, results[0].sets, results[0].run_info(), extra,
                         last, last_ema)
 
