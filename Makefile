@@ -23,7 +23,7 @@ book: $(STAMP)
 	$(PY) tools/build_book.py --profile $(PROFILE)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not extended"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check calkit tests tools benchmarks

@@ -16,7 +16,7 @@ Modules, one per concern:
 
 The estimators and the feature helpers are importable from the top level::
 
-    from calkit import CALRegressor, FeatureScaler, IRNetRegressor, featurize
+    from calkit import CALRegressor, FeatureScaler, IRNetRegressor, cal_pipeline, featurize
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "CALRegressor": "calkit.estimators",
+    "cal_pipeline": "calkit.estimators",
     "IRNetRegressor": "calkit.estimators",
     "featurize": "calkit.features",
     "FeatureScaler": "calkit.features",

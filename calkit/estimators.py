@@ -182,3 +182,19 @@ class CALRegressor(_IRNetBase):
                                n_target=0 if target is None else len(X_target))
         self.model_ = (self.result_.ema_model if self.use_ema else self.result_.model).cpu()
         return self
+
+
+def cal_pipeline(clip: float = 10.0, **cal_params):
+    """CAL on raw features: ``FeatureScaler(clip) -> CALRegressor(**cal_params)``.
+
+    The scaler is fitted on the rows passed to ``fit`` and clips standardised values to
+    ``±clip`` (the near-constant-feature guard of the book's runs).
+
+    Example:
+        >>> model = cal_pipeline(epochs=60).fit(featurize(formulas).to_numpy(), y)  # doctest: +SKIP
+    """
+    from sklearn.pipeline import make_pipeline
+
+    from calkit.features import FeatureScaler
+
+    return make_pipeline(FeatureScaler(clip=clip), CALRegressor(**cal_params))

@@ -370,7 +370,8 @@ def dataset_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
     table.columns = [f"{col.set_label(name)} {stat}" for stat, name in table.columns]
     seeds = summary.groupby(["method", "target_set", "n_target"])["n"].max()
     table.insert(0, "seeds", seeds.reindex(table.index).astype(int))
-    return table.rename(index=method_label, level=0)
+    table = table.rename(index=method_label, level=0)
+    return table.rename(index=lambda name: col.set_label(name) if name else "-", level=1)
 
 
 def dataset_claims(records: list[dict], which: str = "ema") -> pd.DataFrame:
@@ -613,6 +614,44 @@ def risk_curves(records: list[dict], method: str = "ensemble") -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ display
+def mean_std_cells(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """A table for a page: ``<x> mean`` / ``<x> std`` pairs as ``mean ± std`` strings.
+
+    Every such pair becomes one ``<x>`` column; other columns are kept as they are.
+    """
+    out = pd.DataFrame(index=table.index)
+    for name in table.columns:
+        if name.endswith(" std") and f"{name[:-4]} mean" in table.columns:
+            continue
+        if name.endswith(" mean") and f"{name[:-5]} std" in table.columns:
+            stem = name[:-5]
+            out[stem] = [("-" if not np.isfinite(m) else f"{m:.{digits}f}") if not np.isfinite(s)
+                         else f"{m:.{digits}f} ± {s:.{digits}f}"
+                         for m, s in zip(table[name], table[f"{stem} std"], strict=True)]
+        else:
+            out[name] = table[name]
+    return out
+
+
+def change_cells(table: pd.DataFrame, estimate: str = "estimate", low: str = "low",
+                 high: str = "high", p_column: str = "p_holm") -> pd.DataFrame:
+    """A comparison table for a page.
+
+    Columns: ``change [low, high]`` in percent, seeds, Holm p and the verdict (lower is
+    better: -10 % means the second method's loss is 10 % lower).
+    """
+    out = pd.DataFrame(index=table.index)
+    out["change [95 % interval]"] = [f"{e:+.1%} [{lo:+.1%}, {hi:+.1%}]" for e, lo, hi in
+                                     zip(table[estimate], table[low], table[high], strict=True)]
+    for name, label in (("n", "seeds"), ("n_pairs", "seeds")):
+        if name in table:
+            out[label] = table[name].astype(int)
+    out["p (Holm)"] = [f"{p:.3f}" if np.isfinite(p) else "-" for p in table[p_column]]
+    if "verdict" in table:
+        out["verdict"] = table["verdict"]
+    return out
+
+
 def display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """A table for a page; the numbers themselves stay in ``table``.
 

@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.extended
 def test_epoch_cost_quick_prints_efficiency_breakdown_and_ceiling():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "benchmarks/epoch_cost.py", "--quick"], cwd=ROOT,
@@ -41,6 +44,7 @@ def test_epoch_cost_quick_prints_efficiency_breakdown_and_ceiling():
         assert ("out of reach" in line.group(4)) == (ceiling < 70)
 
 
+@pytest.mark.extended
 def test_gpu_check_dry_run_exercises_every_step_on_cpu(tmp_path):
     """``gpu_check.sh --dry-run``: CPU, tiny sizes, every step (about 20 s here)."""
     import json

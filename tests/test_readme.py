@@ -23,3 +23,15 @@ def test_readme_own_data_example_runs():
     exec(compile(block, "README.md", "exec"), namespace)
     predictions = namespace["model"].predict(namespace["X"])
     assert predictions.shape == (len(formulas),) and np.isfinite(predictions).all()
+
+
+def test_start_page_three_line_example_runs():
+    intro = Path(__file__).resolve().parents[1] / "book" / "intro.md"
+    block = re.search(r"three lines.*?```python\n(.*?)```", intro.read_text(), re.S).group(1)
+    assert len(block.strip().splitlines()) == 3
+    rng = np.random.default_rng(0)
+    formulas = ["NaCl", "KCl", "MgO", "CaO", "SrO", "BaO", "LiF", "NaF", "KBr", "RbI"] * 12
+    namespace = {"my_table": pd.DataFrame({"formula": formulas, "y": rng.normal(size=120)})}
+    exec(compile(block.replace("epochs=60", "epochs=2"), "intro.md", "exec"), namespace)
+    predictions = namespace["model"].predict(namespace["X"])
+    assert predictions.shape == (120,) and np.isfinite(predictions).all()

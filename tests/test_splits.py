@@ -140,6 +140,7 @@ def test_shipped_sets_are_what_the_identity_names():
     assert sets_identity(mp, col.BAND_GAP, 3000, splits.SplitConfig())["source"] == "computed"
 
 
+@pytest.mark.extended
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_recomputed_smoke_sets_match_the_shipped_file(real_data):
