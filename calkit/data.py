@@ -30,6 +30,9 @@ from calkit import columns as col
 
 DATA_ENV = "CALKIT_DATA"
 CACHE_ENV = "CALKIT_CACHE"
+URL_ENV = "CALKIT_DATA_URL"
+"""Base URL of a mirror laid out like the data folder (``<base>/<relpath>``); downloads use it
+instead of the upstream URLs when set. Every download is hash-checked either way."""
 
 
 class DataFileError(RuntimeError):
@@ -157,14 +160,24 @@ def _check_hash(path: Path, spec: DataFile) -> Path:
     return path
 
 
-def _download(spec: DataFile, dest: Path) -> Path:
+def download_url(spec: DataFile) -> str:
+    """Where a file is downloaded from: ``$CALKIT_DATA_URL/<relpath>`` or the upstream URL."""
+    base = os.environ.get(URL_ENV)
+    return f"{base.rstrip('/')}/{spec.relpath}" if base else spec.url
+
+
+def _download(spec: DataFile) -> Path:
+    url = download_url(spec)
+    # A mirror holds the bytes of the relpath; upstream may serve another name (a plain CSV).
+    name = spec.relpath if url != spec.url else (spec.upstream_name or spec.relpath)
+    dest = local_data_dir() / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(spec.url, timeout=60) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
             payload = response.read()
     except OSError as exc:
         raise DataFileError(
-            f"data file {spec.relpath} was not found and could not be downloaded from {spec.url} "
+            f"data file {spec.relpath} was not found and could not be downloaded from {url} "
             f"({exc}). Set {DATA_ENV} to a folder holding {spec.relpath} (a local mirror), or "
             f"download the URL into {local_data_dir() / (spec.upstream_name or spec.relpath)}."
         ) from exc
@@ -208,7 +221,7 @@ def fetch(file_key: str, download: bool = True) -> Path:
             f"data file {spec.relpath} not found (looked in {looked}). "
             f"Set {DATA_ENV} to a folder holding it, or allow the download from {spec.url}."
         )
-    return _download(spec, local_data_dir() / (spec.upstream_name or spec.relpath))
+    return _download(spec)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:

@@ -182,3 +182,36 @@ def test_user_csv_bad_inputs_name_the_problem_and_the_fix(tmp_path):
         data.check_dataset_name(path, None)
     with pytest.raises(ValueError, match="unknown data set 'table.txt'.*CSV"):
         data.check_dataset_name("table.txt")
+
+
+@pytest.mark.realdata
+def test_download_from_a_mirror_url_end_to_end_and_a_corrupted_copy_fails(real_data, tmp_path,
+                                                                           monkeypatch):
+    """A loopback HTTP server serves the mirror: the download is hash-checked and atomic, and a
+    corrupted copy on the server is refused without leaving a file behind."""
+    import functools
+    import http.server
+    import threading
+
+    served = tmp_path / "served"
+    (served / "matminer").mkdir(parents=True)
+    shutil.copy(real_data / "matminer" / "matbench_phonons.json.gz", served / "matminer")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv(data.DATA_ENV)
+    monkeypatch.setenv(data.URL_ENV, f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setattr(data, "local_data_dir", lambda: tmp_path / "downloads")
+    try:
+        path = data.fetch("matbench_phonons")
+        assert path == tmp_path / "downloads" / "matminer" / "matbench_phonons.json.gz"
+        assert len(data.load_dataset("phonons")) == 1171
+        path.unlink()
+        blob = served / "matminer" / "matbench_phonons.json.gz"
+        blob.write_bytes(blob.read_bytes()[:-100])  # truncated on the server
+        with pytest.raises(data.DataFileError, match="sha256"):
+            data.fetch("matbench_phonons")
+        assert not [p for p in (tmp_path / "downloads").rglob("*") if p.is_file()]
+    finally:
+        server.shutdown()

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Simulates installing calkit where users are (Colab): a fresh venv that already holds its own
+# torch and numpy 2, the built wheel installed with only the package's lower bounds (no
+# constraints file), and the data downloaded over HTTP from a loopback server that serves the
+# mirror (CALKIT_DATA_URL), hash-checked, with no CALKIT_DATA set. Then one smoke run on phonons.
+#
+#   bash tools/colab_sim.sh            # needs CALKIT_DATA (the mirror) to serve; prints "colab_sim: OK"
+#
+# The Colab bootstrap cell of every notebook installs the same way: pip install "calkit @ git+..."
+# with dependencies, leaving Colab's torch and numpy in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+MIRROR=${CALKIT_DATA:?set CALKIT_DATA to the data mirror to serve}
+PYTHON=${PYTHON:-python3}
+WORK=$(mktemp -d)
+trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+step() { printf '[colab_sim] %s\n' "$*"; }
+
+step "fresh venv with the runtime's own torch and numpy (Colab ships both)"
+"$PYTHON" -m venv "$WORK/venv"
+PIP="$WORK/venv/bin/python -m pip --quiet --disable-pip-version-check"
+$PIP install "torch==2.13.0" "numpy>=2,<2.6"
+before=$("$WORK/venv/bin/python" -c 'import numpy, torch; print(torch.__version__, numpy.__version__)')
+
+step "build the wheel and install it with its lower bounds only"
+$PIP wheel --no-deps --wheel-dir "$WORK/dist" "$ROOT"
+$PIP install "$WORK"/dist/calkit-*.whl
+after=$("$WORK/venv/bin/python" -c 'import numpy, torch; print(torch.__version__, numpy.__version__)')
+if [ "$before" != "$after" ]; then
+    echo "colab_sim: installing calkit replaced the runtime's torch/numpy ($before -> $after)" >&2
+    exit 1
+fi
+step "torch and numpy kept: $after"
+
+step "serve the mirror on the loopback and train from a downloaded file"
+PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$PYTHON" -m http.server "$PORT" --bind 127.0.0.1 --directory "$MIRROR" >"$WORK/server.log" 2>&1 &
+SERVER=$!
+sleep 1
+cd "$WORK"  # away from the checkout, so the installed package is the one imported
+env -u CALKIT_DATA HOME="$WORK/home" CALKIT_DATA_URL="http://127.0.0.1:$PORT" \
+    CALKIT_RESULTS="$WORK/results" MPLCONFIGDIR="$WORK/mpl" "$WORK/venv/bin/python" - <<'EOF'
+import calkit
+from calkit.data import fetch, local_data_dir
+from calkit.runner import run_experiment
+from calkit.runs import RunConfig
+
+assert "site-packages" in calkit.__file__, calkit.__file__
+path = fetch("matbench_phonons")
+assert str(path).startswith(str(local_data_dir())), path
+record = run_experiment(RunConfig(method="baseline", dataset="phonons", profile="smoke"),
+                        progress=False)
+mae = record["metrics"]["ema"]["train"]["mae"]
+print(f"[colab_sim] downloaded {path.name} ({path.stat().st_size:,} bytes, hash checked); "
+      f"smoke baseline on phonons: training MAE {mae:.1f} cm^-1")
+EOF
+echo "colab_sim: OK"
