@@ -6,7 +6,7 @@
 #
 #   bash tools/colab_sim.sh            # needs CALKIT_DATA (the mirror) to serve; prints "colab_sim: OK"
 #
-# The Colab bootstrap cell of every notebook installs the same way: pip install "calkit @ git+..."
+# It builds the committed code (git archive HEAD). The Colab bootstrap cell of every notebook installs the same way: pip install "calkit @ git+..."
 # with dependencies, leaving Colab's torch and numpy in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,8 @@ $PIP install "torch==2.13.0" "numpy>=2,<2.6"
 before=$("$WORK/venv/bin/python" -c 'import numpy, torch; print(torch.__version__, numpy.__version__)')
 
 step "build the wheel and install it with its lower bounds only"
-$PIP wheel --no-deps --wheel-dir "$WORK/dist" "$ROOT"
+git -C "$ROOT" archive --format=tar HEAD | (mkdir -p "$WORK/src" && tar -x -C "$WORK/src")
+$PIP wheel --no-deps --wheel-dir "$WORK/dist" "$WORK/src"  # from a copy: no build/ in the checkout
 $PIP install "$WORK"/dist/calkit-*.whl
 after=$("$WORK/venv/bin/python" -c 'import numpy, torch; print(torch.__version__, numpy.__version__)')
 if [ "$before" != "$after" ]; then
