@@ -231,7 +231,8 @@ def paper_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str,
     """The paper's comparative claims that the records can answer.
 
     Each is ``(claim, a, b, set, paper's relative change of b against a)`` with runs given as
-    ``(method, target set, N)``.
+    ``(method, target set, N)``; comparisons the paper makes no claim about (another data set's
+    targets) are left out.
     """
     out = []
     for set_name in (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION):
@@ -249,7 +250,7 @@ def paper_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str,
             out.append((f"{method_label(method)} vs CAL on "
                         f"{col.set_label(set_name)}", ("cal", "", 0),
                         (method, "", 0), set_name, paper))
-    return out
+    return [c for c in out if np.isfinite(c[4])]
 
 
 def control_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str, float]]:
