@@ -185,3 +185,29 @@ def test_training_notebook_runs_on_a_users_csv_and_bad_columns_fail_first(tmp_pa
     assert len(runs) == 1
     assert "has no column 'gap'; its columns are ['formula', 'band_gap']" in str(err.value)
     assert err.value.exec_count <= 4
+
+
+@pytest.mark.extended
+def test_shifts_and_training_notebooks_run_on_phonons(tmp_path):
+    """Phonons end to end: its sets (no formation energy needed) and a CAL run, as papermill
+    runs them from a fresh clone."""
+    import os
+
+    import papermill
+
+    if not os.environ.get("CALKIT_DATA"):
+        pytest.skip("CALKIT_DATA is not set to the data mirror")
+    before = os.environ.get("CALKIT_RESULTS")
+    os.environ["CALKIT_RESULTS"] = str(tmp_path / "results")
+    try:
+        for name, params in (("02_shifts", {}), ("03_training", {"method": "cal"})):
+            papermill.execute_notebook(
+                str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
+                parameters={"dataset": "phonons", "profile": "smoke", **params},
+                kernel_name="python3", progress_bar=False, cwd=str(ROOT / "notebooks"))
+    finally:
+        os.environ.pop("CALKIT_RESULTS")
+        if before is not None:
+            os.environ["CALKIT_RESULTS"] = before
+    runs = list((tmp_path / "results" / "smoke" / "runs").glob("cal-*.json"))
+    assert len(runs) == 1 and '"dataset": "phonons"' in runs[0].read_text()
