@@ -562,7 +562,7 @@ def display_versus_baseline(table: pd.DataFrame, digits: int = 4) -> pd.DataFram
     for (set_name, method), row in table.iterrows():
         text = f"{row['mean']:.{digits}f}"
         if method != "baseline" and np.isfinite(row.get("rel", np.nan)):
-            text += f" ({row['rel']:+.1%} [{row['rel_low']:+.1%}, {row['rel_high']:+.1%}])"
+            text += f" ({format_change(row['rel'], row['rel_low'], row['rel_high'])})"
         cells[(method_label(method), col.set_label(set_name))] = \
             f"**{text}**" if row["best"] else text
     out = pd.Series(cells).unstack()
@@ -615,6 +615,23 @@ def risk_curves(records: list[dict], method: str = "ensemble") -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ display
+def format_change(estimate: float, low: float = np.nan, high: float = np.nan) -> str:
+    """A relative change ``b / a - 1`` with its interval, for a page.
+
+    Percentages between -50 % and +100 %; beyond, where a percentage explodes on a small
+    denominator, the ratio ``b / a`` (``"190x [145x, 248x]"``). A missing or infinite interval
+    (one seed) prints the estimate alone.
+    """
+    as_ratio = not -0.5 < estimate < 1.0
+
+    def one(v: float) -> str:
+        return f"{1 + v:.3g}x" if as_ratio else f"{v:+.1%}"
+
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return f"{one(estimate)} (no interval)"
+    return f"{one(estimate)} [{one(low)}, {one(high)}]"
+
+
 def mean_std_cells(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """A table for a page: ``<x> mean`` / ``<x> std`` pairs as ``mean ± std`` strings.
 
@@ -642,7 +659,7 @@ def change_cells(table: pd.DataFrame, estimate: str = "estimate", low: str = "lo
     better: -10 % means the second method's loss is 10 % lower).
     """
     out = pd.DataFrame(index=table.index)
-    out["change [95 % interval]"] = [f"{e:+.1%} [{lo:+.1%}, {hi:+.1%}]" for e, lo, hi in
+    out["change [95 % interval]"] = [format_change(e, lo, hi) for e, lo, hi in
                                      zip(table[estimate], table[low], table[high], strict=True)]
     for name, label in (("n", "seeds"), ("n_pairs", "seeds")):
         if name in table:
@@ -677,8 +694,7 @@ def display(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
         elif c.endswith(" rel") and f"{c[:-4]} rel_low" in cols:
             stem = c[:-4]
             out[f"{stem} (ours)"] = [
-                "-" if not np.isfinite(r) else f"{r:+.1%} [{lo:+.1%}, {hi:+.1%}]"
-                if np.isfinite(lo) else f"{r:+.1%}"
+                "-" if not np.isfinite(r) else format_change(r, lo, hi)
                 for r, lo, hi in zip(table[c], table[f"{stem} rel_low"], table[f"{stem} rel_high"],
                                      strict=True)]
             done |= {c, f"{stem} rel_low", f"{stem} rel_high"}
@@ -726,9 +742,8 @@ def display_claims(table: pd.DataFrame) -> pd.DataFrame:
         return table
     return pd.DataFrame({
         "paper": table["paper_change"].map(lambda v: f"{v:+.1%}"),
-        "ours": [f"{e:+.1%} [{lo:+.1%}, {hi:+.1%}]" if np.isfinite(lo) else f"{e:+.1%}"
-                 for e, lo, hi in zip(table["estimate"], table["low"], table["high"],
-                                      strict=True)],
+        "ours": [format_change(e, lo, hi) for e, lo, hi in
+                 zip(table["estimate"], table["low"], table["high"], strict=True)],
         "seeds": table["n"],
         "p (Holm)": table["p_holm"].map(lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"),
         "verdict": table["verdict_text"],

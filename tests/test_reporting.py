@@ -146,3 +146,10 @@ def test_ood_flag_table_averages_auroc_and_halves_over_seeds():
     curves = reporting.risk_curves(records)
     assert list(curves.index) == [0.5, 1.0]
     assert curves[col.COVARIATE].tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_changes_show_ratios_where_percentages_explode():
+    assert reporting.format_change(-0.079, -0.13, -0.024) == "-7.9% [-13.0%, -2.4%]"
+    assert reporting.format_change(188.3, 142.2, 246.4) == "189x [143x, 247x]"
+    assert reporting.format_change(-0.9, -0.95, -0.8) == "0.1x [0.05x, 0.2x]"
+    assert reporting.format_change(0.05, -np.inf, np.inf) == "+5.0% (no interval)"
