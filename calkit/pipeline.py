@@ -45,8 +45,8 @@ class TargetScale:
     """How a target is shifted and scaled into the model's units (and back).
 
     Formation energies are learned in eV/atom as the paper does (centre 0, scale 1). Other
-    targets are standardised on the training rows: phonon peaks of 50-1,000 cm^-1 would
-    otherwise take thousands of Adam steps of a 3e-4 rate just to reach their mean.
+    targets are standardised on the training rows: phonon peaks of 50-3,600 cm^-1 would
+    otherwise take thousands of Adam steps at a rate of 1e-3 just to reach their mean.
     """
 
     center: float = 0.0
