@@ -163,7 +163,7 @@ _BOXES: tuple[_Box, ...] = (
         5.0,
         31.0,
         13.0,
-        "Model selection\nEMA of the weights;\nearly stopping on the\nmean random-split loss",
+        "Model selection\nEMA of the weights;\nearly stopping on the\nvalidation splits' loss",
         "train",
     ),
     _Box(
