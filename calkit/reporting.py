@@ -615,21 +615,37 @@ def risk_curves(records: list[dict], method: str = "ensemble") -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ display
+def _change_formatter(estimate: float):
+    """The formatter of a change's row: percent, or the ratio ``b / a`` where it explodes.
+
+    Percent between -50 % and +100 %; beyond, where a percentage explodes on a small
+    denominator, the ratio.
+    """
+    as_ratio = not -0.5 < estimate < 1.0
+    return (lambda v: f"{1 + v:.3g}x") if as_ratio else (lambda v: f"{v:+.1%}")
+
+
 def format_change(estimate: float, low: float = np.nan, high: float = np.nan) -> str:
     """A relative change ``b / a - 1`` with its interval, for a page.
 
-    Percentages between -50 % and +100 %; beyond, where a percentage explodes on a small
-    denominator, the ratio ``b / a`` (``"190x [145x, 248x]"``). A missing or infinite interval
-    (one seed) prints the estimate alone.
+    Percentages between -50 % and +100 %; beyond, the ratio ``b / a`` (``"190x [145x, 248x]"``).
+    A missing or infinite interval (one seed) prints the estimate alone.
     """
-    as_ratio = not -0.5 < estimate < 1.0
-
-    def one(v: float) -> str:
-        return f"{1 + v:.3g}x" if as_ratio else f"{v:+.1%}"
-
+    one = _change_formatter(estimate)
     if not (np.isfinite(low) and np.isfinite(high)):
         return f"{one(estimate)} (no interval)"
     return f"{one(estimate)} [{one(low)}, {one(high)}]"
+
+
+def change_columns(estimate: pd.Series, low: pd.Series, high: pd.Series) -> pd.DataFrame:
+    """A change and its 95 % interval as three columns of page strings (same unit per row)."""
+    rows = []
+    for e, lo, hi in zip(estimate, low, high, strict=True):
+        one = _change_formatter(e)
+        finite = np.isfinite(lo) and np.isfinite(hi)
+        rows.append({"change": one(e), "95 % low": one(lo) if finite else "-",
+                     "95 % high": one(hi) if finite else "-"})
+    return pd.DataFrame(rows, index=estimate.index)
 
 
 def mean_std_cells(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
@@ -655,12 +671,11 @@ def change_cells(table: pd.DataFrame, estimate: str = "estimate", low: str = "lo
                  high: str = "high", p_column: str = "p_holm") -> pd.DataFrame:
     """A comparison table for a page.
 
-    Columns: ``change [low, high]`` in percent, seeds, Holm p and the verdict (lower is
-    better: -10 % means the second method's loss is 10 % lower).
+    Columns: the change and the two ends of its 95 % interval (:func:`change_columns`),
+    seeds, Holm p and the verdict (lower is better: -10 % means the second method's loss is
+    10 % lower).
     """
-    out = pd.DataFrame(index=table.index)
-    out["change [95 % interval]"] = [format_change(e, lo, hi) for e, lo, hi in
-                                     zip(table[estimate], table[low], table[high], strict=True)]
+    out = change_columns(table[estimate], table[low], table[high])
     for name, label in (("n", "seeds"), ("n_pairs", "seeds")):
         if name in table:
             out[label] = table[name].astype(int)
@@ -742,8 +757,8 @@ def display_claims(table: pd.DataFrame) -> pd.DataFrame:
         return table
     return pd.DataFrame({
         "paper": table["paper_change"].map(lambda v: f"{v:+.1%}"),
-        "ours": [format_change(e, lo, hi) for e, lo, hi in
-                 zip(table["estimate"], table["low"], table["high"], strict=True)],
+        **change_columns(table["estimate"], table["low"], table["high"]).rename(
+            columns={"change": "ours"}),
         "seeds": table["n"],
         "p (Holm)": table["p_holm"].map(lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"),
         "verdict": table["verdict_text"],

@@ -153,3 +153,13 @@ def test_changes_show_ratios_where_percentages_explode():
     assert reporting.format_change(188.3, 142.2, 246.4) == "189x [143x, 247x]"
     assert reporting.format_change(-0.9, -0.95, -0.8) == "0.1x [0.05x, 0.2x]"
     assert reporting.format_change(0.05, -np.inf, np.inf) == "+5.0% (no interval)"
+
+
+def test_interval_ends_are_columns_in_the_unit_of_their_row():
+    import pandas as pd
+
+    cols = reporting.change_columns(pd.Series([-0.079, 188.3, 0.05]),
+                                    pd.Series([-0.13, 142.2, -np.inf]),
+                                    pd.Series([-0.024, 246.4, np.inf]))
+    assert cols.values.tolist() == [["-7.9%", "-13.0%", "-2.4%"], ["189x", "143x", "247x"],
+                                    ["+5.0%", "-", "-"]]
