@@ -517,14 +517,17 @@ def user_dataset(path: str | Path, target: str | None = None) -> DatasetInfo:
                          f"{bad}). Choose a numeric column: {', '.join(numeric) or 'none'}.")
     digest = sha256_of(path)
 
+    parsed: dict[str, pd.DataFrame] = {}  # the file is read and its formulas parsed once
+
     def loader(on_invalid: str) -> pd.DataFrame:
-        table = _read_user_table(path)
-        table = table[table[target].notna()].reset_index(drop=True)
-        ids = col.ID if col.ID in table.columns else None
-        if ids is None:
-            table[col.ID] = [f"row-{i}" for i in range(len(table))]
-        frame = standardize_frame(table, col.ID, formula, {target: target}, on_invalid)
-        return aggregate_formulas(frame, (target,))
+        if on_invalid not in parsed:
+            table = _read_user_table(path)
+            table = table[table[target].notna()].reset_index(drop=True)
+            if col.ID not in table.columns:
+                table[col.ID] = [f"row-{i}" for i in range(len(table))]
+            frame = standardize_frame(table, col.ID, formula, {target: target}, on_invalid)
+            parsed[on_invalid] = aggregate_formulas(frame, (target,))
+        return parsed[on_invalid].copy()
 
     rows = len(loader("drop"))
     if rows < MIN_ROWS:
