@@ -19,8 +19,10 @@ import shutil
 import tempfile
 import urllib.request
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
@@ -128,6 +130,34 @@ def cache_dir(kind: str) -> Path:
     path = path / kind
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def atomic_write(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it only if the block succeeds.
+
+    Readers see the old file or the whole new one, never half a file: what lets two
+    processes (sweep workers, notebooks built side by side) share caches, records and
+    checkpoints, and a killed run leave nothing corrupt behind.
+
+    Args:
+        path: The file to write.
+
+    Yields:
+        The temporary path to write to, in the same folder. Writers that append a suffix
+        to a bare name (``np.save``) must be given an open file instead.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A ".tmp" name, so that no reader globbing for the real suffix picks up half a file.
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False) as handle:
+        tmp = Path(handle.name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600; these are shared files
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sha256_of(path: Path) -> str:
@@ -239,17 +269,55 @@ def read_split_json(path: Path, fields: list[str]) -> pd.DataFrame:
     return pd.DataFrame([[row[i] for i in keep] for row in payload["data"]], columns=fields)
 
 
+_REDUCED_FORMULAS: dict[str, list[str | None]] = {}
+
+
+def _reduced_formula(formula: str) -> str | None:
+    try:
+        comp = Composition(formula)
+        if comp.num_atoms <= 0 or not comp.valid:
+            raise ValueError("no atoms or dummy species")
+        return comp.reduced_formula
+    except Exception:  # pymatgen raises several types for bad formulas
+        return None
+
+
+def reduced_formulas(formulas: list[str]) -> list[str | None]:
+    """The reduced formula of each formula (``None`` where pymatgen cannot parse it), cached.
+
+    Parsing is most of the time it takes to load a table (several seconds for mp2019's 84k
+    rows, in every process that loads it), so the result is kept in memory and on disk under
+    ``<cache>/formulas``, keyed by the formulas and pymatgen's version.
+
+    Args:
+        formulas: Formula strings, e.g. ``["Fe2O3", "NaCl"]``.
+
+    Returns:
+        The reduced formulas, in order.
+    """
+    digest = hashlib.sha256(f"pymatgen {version('pymatgen')}\n".encode())
+    digest.update("\n".join(formulas).encode())
+    key = digest.hexdigest()[:24]
+    if key in _REDUCED_FORMULAS:
+        return _REDUCED_FORMULAS[key]
+    path = cache_dir("formulas") / f"{key}.txt.gz"
+    reduced: list[str | None] | None = None
+    if path.is_file():
+        with gzip.open(path, "rt") as handle:
+            lines = handle.read().split("\n")
+        if len(lines) == len(formulas):  # a truncated cache is ignored and rewritten
+            reduced = [line or None for line in lines]
+    if reduced is None:
+        reduced = [_reduced_formula(f) for f in formulas]
+        with atomic_write(path) as tmp, gzip.open(tmp, "wt") as handle:
+            handle.write("\n".join(r or "" for r in reduced))
+    _REDUCED_FORMULAS[key] = reduced
+    return reduced
+
+
 def _parse_formulas(formulas: pd.Series, on_invalid: str) -> tuple[pd.Series, pd.Series]:
     """Parse formulas, returning reduced formulas and a mask of the valid rows."""
-    reduced: list[str | None] = []
-    for formula in formulas.astype(str):
-        try:
-            comp = Composition(formula)
-            if comp.num_atoms <= 0 or not comp.valid:
-                raise ValueError("no atoms or dummy species")
-            reduced.append(comp.reduced_formula)
-        except Exception:  # pymatgen raises several types for bad formulas
-            reduced.append(None)
+    reduced = reduced_formulas(formulas.astype(str).tolist())
     result = pd.Series(reduced, index=formulas.index, dtype=object)
     valid = result.notna()
     n_bad = int((~valid).sum())

@@ -21,7 +21,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -32,7 +31,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm import tqdm
 
-from calkit.data import cache_dir
+from calkit.data import atomic_write, cache_dir
 
 PRESET = "paper145"
 PRESET_VERSION = 1
@@ -104,9 +103,8 @@ def cache_key(compositions: Sequence[str], engine: str = "matminer") -> str:
 
 
 def _atomic_save(array: np.ndarray, path: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as tmp:
-        np.save(tmp, array)
-    os.replace(tmp.name, path)
+    with atomic_write(path) as tmp, tmp.open("wb") as handle:
+        np.save(handle, array)
 
 
 def featurize(
@@ -152,7 +150,8 @@ def featurize(
         _atomic_save(values, path)
         meta = {"preset": PRESET, "version": PRESET_VERSION, "engine": engine,
                 "rows": len(values)}
-        path.with_suffix(".json").write_text(json.dumps(meta))
+        with atomic_write(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta))
     return _report_failures(pd.DataFrame(values, columns=labels), compositions, on_error)
 
 

@@ -64,7 +64,7 @@ PROFILES: dict[str, Profile] = {
         finetune=FineTuneConfig(max_epochs=20, patience=5),
     ),
     "cpu": Profile(
-        "cpu", None, 10_000, "full data, the 512-256-128 CPU IR-net, 60-epoch budgets",
+        "cpu", None, 6_000, "full data, the 512-256-128 CPU IR-net, 60-epoch budgets",
         model_preset="cpu", recipe=_CPU_RECIPE, sal=SAL_PRESETS["cpu"],
     ),
     "paper": Profile(

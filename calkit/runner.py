@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from calkit import columns as col
-from calkit.data import repo_root
+from calkit.data import atomic_write, repo_root
 from calkit.methods import MethodInputs
 from calkit.pipeline import DataBundle, prepare_data
 from calkit.runs import RECORD_FORMAT, ResolvedRun, RunConfig
@@ -252,9 +252,9 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
             "`calkit sweep GRID --rerun-stale`) to replace it.")
     if method.saves_checkpoint:
         ckpt = checkpoint_path(run.run_id, config.profile, root)
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": out.model.state_dict(), "ema_model": out.ema_model.state_dict()},
-                   ckpt)
+        with atomic_write(ckpt) as tmp:
+            torch.save({"model": out.model.state_dict(),
+                        "ema_model": out.ema_model.state_dict()}, tmp)
     if stored is not None and rebuild_checkpoint:
         return stored
     pred_sets = sorted({col.RELATION, *([out.extra["target_set"]]

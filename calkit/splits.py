@@ -24,8 +24,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 from sklearn.neighbors import NearestNeighbors
 
 from calkit import columns as col
-from calkit.data import cache_dir
+from calkit.data import atomic_write, cache_dir
 from calkit.utils import SetMasks, as_mask_dict
 
 # Sizes the paper reports on its 83,989-row table, for side-by-side tables.
@@ -196,9 +194,8 @@ def embed_2d(
         raise ValueError(f"unknown embedding method {method!r}; use 'umap' or 'tsne'")
     embedding = np.asarray(embedding, dtype=np.float32)
     if use_cache:
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as tmp:
-            np.save(tmp, embedding)
-        os.replace(tmp.name, path)
+        with atomic_write(path) as tmp, tmp.open("wb") as handle:
+            np.save(handle, embedding)
     return embedding
 
 
@@ -483,9 +480,10 @@ def distance_to_training(
 
 def save_sets(sets: pd.DataFrame, config: SplitConfig, path: Path) -> None:
     """Write the flags (as a compressed CSV of 0/1) and their parameters next to them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sets.astype(np.uint8).to_csv(path, index=False, compression="gzip")
-    path.with_suffix(".json").write_text(json.dumps(config.to_dict(), indent=2))
+    with atomic_write(path) as tmp:
+        sets.astype(np.uint8).to_csv(tmp, index=False, compression="gzip")
+    with atomic_write(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(config.to_dict(), indent=2))
 
 
 SETS_VERSION = 1

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calkit.data import repo_root
+from calkit.data import atomic_write, repo_root
 from calkit.runs import RECORD_FORMAT, RunConfig
 
 RESULTS_ENV = "CALKIT_RESULTS"
@@ -56,11 +55,8 @@ def _json_default(value: Any) -> Any:
 
 def write_json(payload: dict, path: Path) -> None:
     """Write ``payload`` atomically (a crash leaves the old file or none, never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        json.dump(payload, tmp, indent=1, default=_json_default)
-    os.chmod(tmp.name, 0o644)  # NamedTemporaryFile creates 0600; records are shared files
-    os.replace(tmp.name, path)
+    with atomic_write(path) as tmp, tmp.open("w") as handle:
+        json.dump(payload, handle, indent=1, default=_json_default)
 
 
 def load_record(path: str | Path) -> dict:

@@ -122,13 +122,15 @@ def test_a_worker_lost_mid_run_is_retried_and_nothing_finished_is_lost(cluster, 
         client.wait_for_workers(2, timeout=30)
 
 
-def test_a_bad_scheduler_address_fails_fast_and_names_the_fix(configs, tmp_path, capsys):
+def test_a_bad_scheduler_address_fails_fast_and_names_the_fix(configs, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")  # that it gives up is tested, not when
     address = "tcp://127.0.0.1:9"
     start = time.perf_counter()
     with pytest.raises(sweep.SweepError, match=r"127\.0\.0\.1:9.*--scheduler local"):
         sweep.run_sweep(configs, root=tmp_path, progress=False, runner=fake_runner,
                         scheduler=address)
-    assert time.perf_counter() - start < 20
+    assert time.perf_counter() - start < 10
     grid = tmp_path / "g.yaml"
     grid.write_text("runs:\n  - {method: baseline}\n")
     assert sweep.main([str(grid), "--profile", "smoke", "--scheduler", address,

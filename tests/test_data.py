@@ -215,3 +215,39 @@ def test_download_from_a_mirror_url_end_to_end_and_a_corrupted_copy_fails(real_d
         assert not [p for p in (tmp_path / "downloads").rglob("*") if p.is_file()]
     finally:
         server.shutdown()
+
+
+def test_atomic_write_replaces_only_on_success_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "cache" / "values.json"
+    with data.atomic_write(target) as tmp:
+        tmp.write_text("first")
+        assert not target.exists(), "the file appeared before the block ended"
+    assert target.read_text() == "first"
+    with pytest.raises(RuntimeError), data.atomic_write(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "first", "a failed write replaced the file"
+    assert [p.name for p in target.parent.iterdir()] == ["values.json"]
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_reduced_formulas_are_cached_on_disk_and_match_pymatgen(tmp_path, monkeypatch):
+    from pymatgen.core import Composition
+
+    monkeypatch.setenv("CALKIT_CACHE", str(tmp_path))
+    formulas = ["Fe4O6", "NaCl", "Xx2", "", "Li2 O1", "H2O"]
+    first = data.reduced_formulas(formulas)
+    assert first == ["Fe2O3", "NaCl", None, None, "Li2O", "H2O"]
+    assert first[0] == Composition("Fe4O6").reduced_formula
+    cached = list((tmp_path / "formulas").glob("*.txt.gz"))
+    assert len(cached) == 1
+    monkeypatch.setattr(data, "_REDUCED_FORMULAS", {})  # a new process: only the disk remains
+    monkeypatch.setattr(data, "_reduced_formula", lambda f: pytest.fail("parsed again"))
+    assert data.reduced_formulas(formulas) == first
+    # A truncated cache file is not trusted: it is recomputed.
+    with gzip.open(cached[0], "wt") as handle:
+        handle.write("Fe2O3")
+    monkeypatch.setattr(data, "_REDUCED_FORMULAS", {})
+    calls = []
+    monkeypatch.setattr(data, "_reduced_formula", lambda f: calls.append(f) or "X")
+    assert data.reduced_formulas(formulas) == ["X"] * len(formulas) and len(calls) == 6

@@ -104,6 +104,7 @@ def test_bad_papermill_parameter_fails_in_the_first_cell_with_valid_values(tmp_p
     assert err.value.exec_count <= 4
 
 
+@pytest.mark.extended  # the runner's rebuild is unit-tested in test_runs; this is the notebook run
 def test_finetune_notebook_runs_from_a_fresh_clone(tmp_path, _session_cache):
     """The newcomer's first fine-tune: no baseline record or checkpoint exists yet, so the
     baseline is trained first; then fine-tuning runs on the target rows."""
@@ -145,6 +146,7 @@ def test_every_page_loads_cleanly_in_a_browser(smoke_book):
             assert info["inputs"] > 0 and info["visibleInputs"] == 0, (page, info)
 
 
+@pytest.mark.extended  # the CSV paths are unit-tested in test_data; this is the notebook run
 def test_training_notebook_runs_on_a_users_csv_and_bad_columns_fail_first(tmp_path):
     """Any composition table is a data set: notebook 03 trains on a CSV the test writes, and a
     wrong target column fails in the first cell with the table's columns."""

@@ -220,6 +220,7 @@ def test_grid_loading_validates_entries(tmp_path):
 
 @pytest.mark.realdata
 @pytest.mark.slow
+@pytest.mark.extended  # a minute of real training; the Dask plumbing is tested fast on its own
 def test_jobs_one_and_two_give_identical_records(real_data, tmp_path):
     """A smoke grid (baseline, CAL, a fine-tune that waits for its baseline), one seed,
     sequentially and in two worker processes."""
