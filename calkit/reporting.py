@@ -599,6 +599,46 @@ def ood_flag_table(records: list[dict], methods: tuple[str, ...] = ("ensemble", 
     return table
 
 
+def baseline_findings(table: pd.DataFrame, flags: pd.DataFrame) -> list[str]:
+    """The "what came out" of the baselines chapter, as sentences written from the tables.
+
+    Args:
+        table: :func:`versus_baseline_table`.
+        flags: :func:`ood_flag_table`.
+
+    Returns:
+        One sentence each: the methods resolved lower and higher than the IR-net (Holm-adjusted
+        p below 0.05 and an interval that excludes zero), each method's AUROC range, and the
+        sets where the spread ranks the errors the wrong way round (the confident half has
+        the larger mean error).
+    """
+    lines: list[str] = []
+    if len(table):
+        compared = table.dropna(subset=["rel"])
+        resolved = (compared["p_holm"] < 0.05) & ((compared["rel_high"] < 0)
+                                                  | (compared["rel_low"] > 0))
+        for word, side in (("lower", compared["rel"] < 0), ("higher", compared["rel"] > 0)):
+            hits = compared[resolved & side]
+            by_method = {method_label(m): [col.set_label(s) for s, _ in group.index]
+                         for m, group in hits.groupby(level="method", sort=False)}
+            listed = "; ".join(f"{m} on {', '.join(sets)}" for m, sets in by_method.items())
+            lines.append(f"Resolved {word} loss than the IR-net: {listed or 'none'} "
+                         f"({len(hits)} of {len(compared)} comparisons).")
+    if len(flags):
+        for method, group in flags.groupby(level="method", sort=False):
+            auroc = group["auroc mean"].dropna()
+            if len(auroc):
+                lines.append(f"{method_label(method)} spread flags OOD rows with AUROC "
+                             f"{auroc.min():.2f} to {auroc.max():.2f} across the sets "
+                             "(0.5 is chance).")
+            wrong = group[group["confident half MAE mean"] > group["uncertain half MAE mean"]]
+            if len(wrong):
+                sets = ", ".join(col.set_label(s) for _, s in wrong.index)
+                lines.append(f"{method_label(method)}: on {sets} the most confident half has the "
+                             "larger error, so its spread ranks those errors the wrong way round.")
+    return lines
+
+
 def risk_curves(records: list[dict], method: str = "ensemble") -> pd.DataFrame:
     """Mean risk-coverage curve over seeds per set: rows = coverage, columns = sets."""
     curves: dict[str, list[list[float]]] = {}

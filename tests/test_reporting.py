@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from calkit import columns as col
@@ -163,3 +164,30 @@ def test_interval_ends_are_columns_in_the_unit_of_their_row():
                                     pd.Series([-0.024, 246.4, np.inf]))
     assert cols.values.tolist() == [["-7.9%", "-13.0%", "-2.4%"], ["189x", "143x", "247x"],
                                     ["+5.0%", "-", "-"]]
+
+
+def test_baseline_findings_name_resolved_methods_and_misranked_sets():
+    records = []
+    for seed in range(4):
+        jitter = 0.001 * seed
+        records.append(_record("baseline", seed, {col.COVARIATE: 0.10 + jitter,
+                                                  col.PRIOR: 0.20 + jitter}))
+        records.append(_record("rf", seed, {col.COVARIATE: 0.05 + jitter,
+                                            col.PRIOR: 0.30 + jitter}))
+        rec = _record("ensemble", seed, {col.COVARIATE: 0.10 + 0.01 * (seed % 2 - 0.5),
+                                         col.PRIOR: 0.20 + jitter})
+        rec["spread_auroc"] = {col.COVARIATE: 0.6 + 0.02 * seed, col.PRIOR: 0.8}
+        rec["risk_coverage"] = {col.COVARIATE: {"confident_half": 0.1, "uncertain_half": 0.3,
+                                                "aurc": 0.2, "risk": [0.1, 0.2]},
+                                col.PRIOR: {"confident_half": 0.5, "uncertain_half": 0.3,
+                                            "aurc": 0.4, "risk": [0.5, 0.4]}}
+        records.append(rec)
+    table = reporting.versus_baseline_table(records, methods=("rf", "ensemble"))
+    lines = reporting.baseline_findings(table, reporting.ood_flag_table(records))
+    lower, higher, auroc, wrong = lines
+    assert lower.startswith("Resolved lower loss than the IR-net: random forest on "
+                            + col.set_label(col.COVARIATE)) and "(1 of 4" in lower
+    assert "random forest on " + col.set_label(col.PRIOR) in higher and "ensemble" not in higher
+    assert "AUROC 0.63 to 0.80" in auroc  # the covariate mean over seeds, then the prior
+    assert col.set_label(col.PRIOR) in wrong and col.set_label(col.COVARIATE) not in wrong
+    assert reporting.baseline_findings(pd.DataFrame(), pd.DataFrame()) == []
