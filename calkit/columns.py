@@ -68,6 +68,11 @@ def extreme_set(target: str = DELTA_E) -> str:
     return f"statY_{target}"
 
 
+def is_ood_set(name: str) -> bool:
+    """Whether a set name is an OOD set of some data set (the target-named sets included)."""
+    return name in OOD_SETS or name.startswith(("infoY_", "statY_"))
+
+
 def set_label(name: str) -> str:
     """Readable label of a set, including the target-named sets of any data set."""
     if name in SET_LABELS:

@@ -24,6 +24,7 @@ from calkit.methods.baselines import (
     cvar_loss,
     ensemble_seeds,
     run_rf,
+    spread_report,
 )
 from calkit.metrics import predict
 from calkit.runs import RunConfig
@@ -172,6 +173,35 @@ def test_ood_flag_auroc_and_risk_coverage():
     np.testing.assert_allclose(rc["risk"], [0.1, 0.15, 0.7 / 3, 0.4])
     np.testing.assert_allclose(rc["coverage"], [0.25, 0.5, 0.75, 1.0])
     assert rc["aurc"] == pytest.approx(np.mean([0.1, 0.15, 0.7 / 3, 0.4]))
+
+
+class _SpreadIsFirstFeature(nn.Module):
+    """Predicts 0 and reports the first feature as its spread: every number is hand-checkable."""
+
+    def forward(self, x):
+        return torch.zeros(len(x))
+
+    def spread(self, x):
+        return np.asarray(x, np.float32)[:, 0]
+
+
+def test_spread_report_covers_a_data_sets_target_named_ood_sets():
+    # A phonon-like data set: its prior and extreme sets are named after its target, not delta_e.
+    X = np.array([[0.1], [0.2], [0.9], [0.8], [0.7], [0.3]], np.float32)
+    y = np.array([1.0, -1.0, 2.0, 4.0, 3.0, 0.5])
+    flag = lambda *rows: np.isin(np.arange(6), rows)  # noqa: E731
+    masks = {col.TRAIN: flag(5), col.CLEAN_SPLITS[0]: flag(0, 1),
+             col.prior_set(col.PHDOS_PEAK): flag(2, 3), col.extreme_set(col.PHDOS_PEAK): flag(4),
+             col.COVARIATE: flag(0, 2), "infoY_unused": flag()}
+    report = spread_report(_SpreadIsFirstFeature(), X, y, masks)
+    assert set(report["spread_auroc"]) == {col.prior_set(col.PHDOS_PEAK),
+                                           col.extreme_set(col.PHDOS_PEAK), col.COVARIATE}
+    assert report["spread_auroc"][col.prior_set(col.PHDOS_PEAK)] == 1.0  # 0.9, 0.8 above 0.1, 0.2
+    # 0.1, 0.9 against 0.1, 0.2: one tie (1/2), one loss, two wins.
+    assert report["spread_auroc"][col.COVARIATE] == 0.625
+    prior = report["risk_coverage"][col.prior_set(col.PHDOS_PEAK)]
+    assert prior["confident_half"] == 4.0 and prior["uncertain_half"] == 2.0  # errors |0 - y|
+    assert report["risk_coverage"]["val"]["risk"][-1] == pytest.approx(1.0)
 
 
 def test_baseline_records_hold_their_choices_and_ensemble_member_0_is_the_baseline(

@@ -333,23 +333,21 @@ def spread_report(model: nn.Module, X: np.ndarray, y: np.ndarray,
     """A model's spread (``model.spread``) as an OOD flag and a confidence, for the record.
 
     Per-row spread on the relation set and the first validation split (small); per OOD set
-    and for the validation rows: the mean spread, the AUROC of flagging the set's rows against
-    the validation rows by the spread, and the risk-coverage summary of the absolute error of
-    the model's prediction (most confident half, least confident half, the area under the
-    curve and the curve at :data:`RISK_POINTS` coverages).
+    (every set of :func:`calkit.columns.is_ood_set`, so a data set's target-named prior and
+    extreme sets too) and for the validation rows: the mean spread, the AUROC of flagging the
+    set's rows against the validation rows by the spread, and the risk-coverage summary of the
+    absolute error of the model's prediction (most confident half, least confident half, the
+    area under the curve and the curve at :data:`RISK_POINTS` coverages).
     """
     val = np.logical_or.reduce([masks[s] for s in validation_names(masks)])
     spread = np.full(len(X), np.nan, np.float32)
     error = np.full(len(X), np.nan, np.float64)
-    rows = val.copy()
-    for name in col.OOD_SETS:
-        if name in masks:
-            rows |= masks[name]
+    present = {s: m for s, m in masks.items() if col.is_ood_set(s) and m.any()}
+    rows = np.logical_or.reduce([val, *present.values()])
     spread[rows] = model.spread(X[rows])
     error[rows] = np.abs(np.asarray(predict(model, X[rows]), np.float64) - y[rows])
     first_val = validation_names(masks)[0]
     kept = [s for s in (col.RELATION, first_val) if s in masks and masks[s].any()]
-    present = {s: masks[s] for s in col.OOD_SETS if s in masks and masks[s].any()}
     curves = {}
     for name, mask in {**present, "val": val}.items():
         rc = risk_coverage(error[mask], spread[mask])
