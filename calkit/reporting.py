@@ -328,7 +328,7 @@ def _directional(rows: list[dict]) -> pd.DataFrame:
     return table.set_index("claim")
 
 
-def _ood_sets_of(records: list[dict]) -> list[str]:
+def ood_sets_of(records: list[dict]) -> list[str]:
     """The OOD sets evaluated in a group of records, in the order of their first record."""
     skip = {col.TRAIN, *col.RANDOM_SPLITS, *col.CLEAN_SPLITS}
     names: list[str] = []
@@ -346,7 +346,7 @@ def dataset_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, st
     every target.
     """
     out = [(f"CAL vs IR-net on {col.set_label(name)}", ("baseline", "", 0), ("cal", "", 0),
-            name, np.nan) for name in [*_ood_sets_of(records), VALIDATION]]
+            name, np.nan) for name in [*ood_sets_of(records), VALIDATION]]
     for target, n in targeted_pairs(records):
         out.append((f"targeted CAL vs fine-tuning on {col.set_label(target)}, N={n}",
                      ("finetune", target, n), ("targeted", target, n), target, np.nan))
@@ -362,7 +362,7 @@ def dataset_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
     summary = seed_summary(records, which, "mae")
     if summary.empty:
         return pd.DataFrame()
-    sets = [*_ood_sets_of(records), VALIDATION]
+    sets = [*ood_sets_of(records), VALIDATION]
     summary = summary[summary["set"].isin(sets)]
     table = summary.pivot_table(index=["method", "target_set", "n_target"], columns="set",
                                 values=["mean", "std"])
