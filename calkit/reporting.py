@@ -253,6 +253,10 @@ def paper_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str,
     return [c for c in out if np.isfinite(c[4])]
 
 
+LITERAL_TARGETED = "targeted[supervised_on_all=False]"
+"""Targeted CAL in the authors' literal loop: supervised steps on the high-loss rows only."""
+
+
 def control_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str, float]]:
     """What the controls ask, as ``(question, a, b, set, nan)`` (the paper has no claim)."""
     out = []
@@ -274,7 +278,11 @@ def control_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, st
             (f"fine-tune (held-out rule) vs oracle fine-tune on {label}",
              ("finetune_oracle", target, n), ("finetune", target, n), target, np.nan),
             (f"targeted CAL vs oracle fine-tune on {label}", ("finetune_oracle", target, n), t,
-             target, np.nan)]
+             target, np.nan),
+            (f"literal loop vs targeted CAL on {label}", t, (LITERAL_TARGETED, target, n), target,
+             np.nan),
+            (f"literal loop vs fine-tuning on {label}", ("finetune", target, n),
+             (LITERAL_TARGETED, target, n), target, np.nan)]
     return out
 
 

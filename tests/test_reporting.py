@@ -191,3 +191,21 @@ def test_baseline_findings_name_resolved_methods_and_misranked_sets():
     assert "AUROC 0.63 to 0.80" in auroc  # the covariate mean over seeds, then the prior
     assert col.set_label(col.PRIOR) in wrong and col.set_label(col.COVARIATE) not in wrong
     assert reporting.baseline_findings(pd.DataFrame(), pd.DataFrame()) == []
+
+
+def test_controls_table_pairs_the_literal_loop_with_targeted_cal_by_seed():
+    records = []
+    for s in range(3):
+        records.append(_record("finetune", s, {col.PRIOR: 0.010 + 0.001 * s}, col.PRIOR, 1024))
+        records.append(_record("targeted", s, {col.PRIOR: 1.0 + 0.1 * s}, col.PRIOR, 1024))
+        literal = _record("targeted", s, {col.PRIOR: 0.5 + 0.05 * s}, col.PRIOR, 1024)
+        literal["request"]["overrides"] = [["supervised_on_all", False]]
+        records.append(literal)
+    table = reporting.controls_table(records)
+    label = f"{col.set_label(col.PRIOR)}, N=1024"
+    row = table.loc[f"literal loop vs targeted CAL on {label}"]
+    # Every seed's literal-loop loss is half its targeted-CAL loss: -50 % with no spread.
+    assert row["n"] == 3 and row["estimate"] == pytest.approx(-0.5)
+    assert row["verdict"] == "lower"
+    assert table.loc[f"literal loop vs fine-tuning on {label}", "estimate"] == pytest.approx(
+        np.exp(np.mean(np.log([0.5 / 0.010, 0.55 / 0.011, 0.6 / 0.012]))) - 1)
