@@ -226,6 +226,15 @@ def test_baseline_records_hold_their_choices_and_ensemble_member_0_is_the_baseli
     assert [c["alpha"] for c in cvar["cvar_candidates"]] == [0.1, 0.2, 0.5]
     best = min(cvar["cvar_candidates"], key=lambda c: c["ema_val_loss"])
     assert cvar["cvar_alpha"] == best["alpha"]
+    balanced = run("balanced")
+    assert [c["noise_var"] for c in balanced["balanced_candidates"]] == [0.0025, 0.0225, 0.25]
+    best = min(balanced["balanced_candidates"], key=lambda c: c["ema_val_loss"])
+    assert balanced["balanced_noise_var"] == best["noise_var"]
+    # The kept model is the chosen candidate's: its EMA validation loss is the record's.
+    splits = [balanced["metrics"]["ema"][s] for s in col.CLEAN_SPLITS
+              if s in balanced["metrics"]["ema"]]
+    assert sum(m["loss"] for m in splits) / len(splits) == pytest.approx(best["ema_val_loss"],
+                                                                         rel=1e-4)
     rf = run("rf")
     assert len(rf["rf_candidates"]) == 6 and rf["n_parameters"] == 0
     assert rf["metrics"]["ema"] == rf["metrics"]["raw"]
