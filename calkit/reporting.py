@@ -410,6 +410,31 @@ def paired_points(records: list[dict], comparisons: list, which: str = "ema") ->
     return pd.DataFrame(out, columns=["claim", "seed", "change"])
 
 
+def ema_versus_raw(records: list[dict]) -> pd.DataFrame:
+    """How far the reported EMA model is from the raw model, per method / target / N.
+
+    Rows ``(method, target, N)``; columns: seeds, and the mean over seeds of the EMA model's
+    loss divided by the raw model's, on the validation splits and on the run's own set (its
+    target set, or the prior set for untargeted runs). A ratio far above 1 means the
+    averaged weights predict much worse than any one of the states they average.
+    """
+    ema, raw = metrics_frame(records, "ema"), metrics_frame(records, "raw")
+    if ema.empty:
+        return pd.DataFrame()
+    keys = ["run_id", "method", "seed", "target_set", "n_target", "set"]
+    both = ema[keys + ["loss"]].merge(raw[keys + ["loss"]], on=keys, suffixes=("_ema", "_raw"))
+    both["ratio"] = both["loss_ema"] / both["loss_raw"]
+    own = np.where(both["target_set"] != "", both["target_set"], col.PRIOR)
+    wanted = {VALIDATION: both["set"] == VALIDATION, "own set": both["set"] == own}
+    group = ["method", "target_set", "n_target"]
+    table = pd.concat({name: both[mask].groupby(group)["ratio"].mean()
+                       for name, mask in wanted.items()}, axis=1)
+    table.insert(0, "seeds", both[both["set"] == VALIDATION].groupby(group)["seed"].nunique())
+    table.columns = ["seeds", "EMA / raw, validation", "EMA / raw, own set"]
+    table.index = table.index.set_names(["method", "target", "N"])
+    return table
+
+
 def warmup_selection(records: list[dict]) -> pd.DataFrame:
     """Per method key: how many seeds' raw and EMA models were selected in the warm-up.
 

@@ -209,3 +209,20 @@ def test_controls_table_pairs_the_literal_loop_with_targeted_cal_by_seed():
     assert row["verdict"] == "lower"
     assert table.loc[f"literal loop vs fine-tuning on {label}", "estimate"] == pytest.approx(
         np.exp(np.mean(np.log([0.5 / 0.010, 0.55 / 0.011, 0.6 / 0.012]))) - 1)
+
+
+def test_ema_versus_raw_is_the_mean_ratio_on_validation_and_the_runs_own_set():
+    records = []
+    for s in range(2):
+        for method, target in (("baseline", None), ("targeted", col.PRIOR)):
+            raw = {col.PRIOR: 0.1, **{name: 0.01 for name in col.CLEAN_SPLITS}}
+            factor = 10.0 * (1 + s) if method == "targeted" else 1.0
+            rec = _record(method, s, {k: v * factor for k, v in raw.items()}, target,
+                          1024 if target else 0)
+            rec["metrics"]["raw"] = {k: {**v, "loss": raw[k]}
+                                     for k, v in rec["metrics"]["ema"].items()}
+            records.append(rec)
+    table = reporting.ema_versus_raw(records)
+    assert table.loc[("baseline", "", 0)].tolist() == [2, 1.0, 1.0]
+    # targeted: EMA 10x and 20x the raw loss on seeds 0 and 1.
+    assert table.loc[("targeted", col.PRIOR, 1024)].tolist() == pytest.approx([2, 15.0, 15.0])
