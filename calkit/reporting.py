@@ -410,6 +410,66 @@ def paired_points(records: list[dict], comparisons: list, which: str = "ema") ->
     return pd.DataFrame(out, columns=["claim", "seed", "change"])
 
 
+DRAW_SEEDS = (0, 1, 2)
+"""Training seeds that every set construction and target draw of ``grids/variance.yaml`` runs."""
+DEFAULT_SETS_SEED, DEFAULT_TARGET_SEED = 0, 3141
+
+
+def _draw_groups(records: list[dict], dataset: str = "mp2019",
+                 protocol: str = "clean") -> list[tuple[str, list[dict], list]]:
+    """The headline comparisons under each set construction and each target draw.
+
+    Returns ``(draw label, its records on DRAW_SEEDS, its comparisons)``: CAL vs IR-net per
+    set-construction seed, and targeted CAL vs fine-tuning per target-draw seed, on the
+    targets that more than one draw ran (the others cannot show a draw's effect).
+    """
+    seeds = set(DRAW_SEEDS)
+    mine = [r for r in records if r["request"]["seed"] in seeds]
+    sets_seeds = sorted({r["request"].get("sets_seed", DEFAULT_SETS_SEED) for r in mine})
+    target_seeds = sorted({r["request"].get("target_seed", DEFAULT_TARGET_SEED) for r in mine})
+    out = []
+    for sets_seed in sets_seeds:
+        group = select_records(mine, protocol, sets_seed=sets_seed, dataset=dataset)
+        comparisons = [c for c in paper_comparisons(group) if c[1][0] == "baseline"]
+        out.append((f"sets seed {sets_seed}", group, comparisons))
+    target_groups = []
+    for target_seed in target_seeds:
+        group = select_records(mine, protocol, target_seed=target_seed, dataset=dataset)
+        comparisons = [c for c in paper_comparisons(group) if c[1][0] == "finetune"]
+        target_groups.append((f"target draw {target_seed}", group, comparisons))
+    runs = [c[0] for _, _, comparisons in target_groups for c in comparisons]
+    for label, group, comparisons in target_groups:
+        out.append((label, group, [c for c in comparisons if runs.count(c[0]) > 1]))
+    return [(label, group, comparisons) for label, group, comparisons in out if comparisons]
+
+
+def draws_table(records: list[dict], dataset: str = "mp2019", protocol: str = "clean",
+                which: str = "ema") -> pd.DataFrame:
+    """The headline claims re-judged under other set constructions and target draws.
+
+    One row per (claim, draw), labelled ``claim [draw]``, paired over the training seeds
+    ``DRAW_SEEDS`` only, so every draw has the same seeds; verdicts as in
+    :func:`claims_table` with Holm across this table. A claim whose verdict changes from draw
+    to draw depends on which rows the sets or targets happen to hold.
+    """
+    rows = []
+    for label, group, comparisons in _draw_groups(records, dataset, protocol):
+        for row in _comparison_rows(group, comparisons, which):
+            rows.append({**row, "claim": f"{row['claim']} [{label}]", "draw": label})
+    return stats.verdicts(pd.DataFrame(rows)).set_index("claim") if rows else pd.DataFrame()
+
+
+def draws_points(records: list[dict], dataset: str = "mp2019", protocol: str = "clean",
+                 which: str = "ema") -> pd.DataFrame:
+    """Per-seed relative changes of :func:`draws_table`'s rows (for :func:`plots.paired_dots`)."""
+    frames = []
+    for label, group, comparisons in _draw_groups(records, dataset, protocol):
+        points = paired_points(group, comparisons, which)
+        frames.append(points.assign(claim=points["claim"] + f" [{label}]"))
+    return (pd.concat(frames, ignore_index=True) if frames
+            else pd.DataFrame(columns=["claim", "seed", "change"]))
+
+
 def ema_versus_raw(records: list[dict]) -> pd.DataFrame:
     """How far the reported EMA model is from the raw model, per method / target / N.
 

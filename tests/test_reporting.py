@@ -226,3 +226,37 @@ def test_ema_versus_raw_is_the_mean_ratio_on_validation_and_the_runs_own_set():
     assert table.loc[("baseline", "", 0)].tolist() == [2, 1.0, 1.0]
     # targeted: EMA 10x and 20x the raw loss on seeds 0 and 1.
     assert table.loc[("targeted", col.PRIOR, 1024)].tolist() == pytest.approx([2, 15.0, 15.0])
+
+
+def test_draws_table_judges_each_set_construction_and_target_draw_on_the_same_seeds():
+    records = []
+    for s in range(5):
+        for sets_seed, factor in ((0, 0.9), (1, 1.1)):  # CAL 10 % lower, then 10 % higher
+            for method, f in (("baseline", 1.0), ("cal", factor)):
+                rec = _record(method, s, {k: v * f * (1 + 0.01 * s)
+                                          for k, v in _base_losses(0).items()})
+                rec["request"].update(sets_seed=sets_seed, protocol="clean")
+                records.append(rec)
+        for target_seed in (3141, 1, 2):
+            for method, loss in (("finetune", 0.1), ("targeted", 0.08)):
+                rec = _record(method, s, {col.RELATION: loss * (1 + 0.01 * s)}, col.RELATION, 256)
+                rec["request"].update(target_seed=target_seed, protocol="clean")
+                records.append(rec)
+        for method in ("finetune", "targeted"):  # one draw only: it cannot show a draw's effect
+            prior = _record(method, s, {col.PRIOR: 0.1 + 0.01 * s}, col.PRIOR, 1024)
+            prior["request"].update(protocol="clean")
+            records.append(prior)
+    table = reporting.draws_table(records)
+    covariate = f"CAL vs IR-net on {col.set_label(col.COVARIATE)}"
+    assert table.loc[f"{covariate} [sets seed 0]", "estimate"] == pytest.approx(-0.1)
+    assert table.loc[f"{covariate} [sets seed 1]", "estimate"] == pytest.approx(0.1)
+    # Seeds 3 and 4 are left out: every draw is paired over DRAW_SEEDS only.
+    assert set(table["n"]) == {len(reporting.DRAW_SEEDS)}
+    targeted = [c for c in table.index if c.startswith("targeted CAL")]
+    assert [c.rsplit("[", 1)[1] for c in targeted] == [
+        "target draw 1]", "target draw 2]", "target draw 3141]"]
+    assert all(table.loc[c, "estimate"] == pytest.approx(-0.2) for c in targeted)
+    assert not any(col.set_label(col.PRIOR) + ", N=1024" in c for c in table.index)
+    points = reporting.draws_points(records)
+    assert set(points["claim"]) == set(table.index)
+    assert len(points) == len(table) * len(reporting.DRAW_SEEDS)
