@@ -470,6 +470,42 @@ def draws_points(records: list[dict], dataset: str = "mp2019", protocol: str = "
             else pd.DataFrame(columns=["claim", "seed", "change"]))
 
 
+def profiles_table(groups: dict[str, list[dict]], seeds: tuple[int, ...] | None = None,
+                   which: str = "ema") -> pd.DataFrame:
+    """The paper's claims judged under each profile (model size and recipe), side by side.
+
+    Args:
+        groups: Profile name -> its records (one data set and protocol, e.g. from
+            :func:`select_records`).
+        seeds: Training seeds to pair over in every profile (the seeds they share), or all.
+        which: ``"ema"`` or ``"raw"``.
+
+    Returns:
+        One row per claim that every profile answers; per profile its change with the 95 %
+        interval and its verdict, Holm across these claims within the profile, so each profile
+        is judged on the same family. Empty when a profile has no such claim.
+    """
+    rows = {}
+    for name, records in groups.items():
+        mine = [r for r in records if seeds is None or r["request"]["seed"] in seeds]
+        rows[name] = _comparison_rows(mine, paper_comparisons(mine), which)
+    shared = [row["claim"] for row in next(iter(rows.values()), [])
+              if all(any(r["claim"] == row["claim"] for r in other) for other in rows.values())]
+    if not shared:
+        return pd.DataFrame()
+    columns = {}
+    for name, found in rows.items():
+        table = stats.verdicts(pd.DataFrame([r for r in found if r["claim"] in shared]))
+        table = table.set_index("claim").loc[shared]
+        columns.setdefault("paper", table["paper_change"].map(lambda v: f"{v:+.1%}"))
+        columns[f"{name}: ours"] = [format_change(e, lo, hi) for e, lo, hi
+                                    in zip(table["estimate"], table["low"], table["high"],
+                                           strict=True)]
+        columns[f"{name}: seeds"] = table["n"]
+        columns[f"{name}: verdict"] = table["verdict"]
+    return pd.DataFrame(columns, index=pd.Index(shared, name="claim"))
+
+
 def ema_versus_raw(records: list[dict]) -> pd.DataFrame:
     """How far the reported EMA model is from the raw model, per method / target / N.
 

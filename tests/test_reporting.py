@@ -260,3 +260,31 @@ def test_draws_table_judges_each_set_construction_and_target_draw_on_the_same_se
     points = reporting.draws_points(records)
     assert set(points["claim"]) == set(table.index)
     assert len(points) == len(table) * len(reporting.DRAW_SEEDS)
+
+
+def test_profiles_table_judges_the_shared_claims_on_the_shared_seeds():
+    def group(cal_factor, seeds, with_relation_target):
+        out = []
+        for s in seeds:
+            for method, f in (("baseline", 1.0), ("cal", cal_factor)):
+                out.append(_record(method, s, {k: v * f * (1 + 0.01 * s)
+                                               for k, v in _base_losses(0).items()}))
+            if with_relation_target:
+                for method, loss in (("finetune", 0.1), ("targeted", 0.12)):
+                    out.append(_record(method, s, {col.RELATION: loss * (1 + 0.02 * s)},
+                                       col.RELATION, 256))
+        return out
+
+    table = reporting.profiles_table(
+        {"cpu": group(0.9, range(10), True), "paper-short": group(1.2, range(3), False)},
+        seeds=(0, 1, 2))
+    covariate = f"CAL vs IR-net on {col.set_label(col.COVARIATE)}"
+    # The relation target is in one profile only, so it is no shared claim.
+    assert not any(c.startswith("targeted") for c in table.index) and covariate in table.index
+    assert table.loc[covariate, "cpu: ours"].startswith("-10.0%")
+    assert table.loc[covariate, "paper-short: ours"].startswith("+20.0%")
+    assert table.loc[covariate, "cpu: seeds"] == 3 == table.loc[covariate, "paper-short: seeds"]
+    # The paper says +1.8 % on the covariate set: CAL 10 % lower reverses it, 20 % higher holds.
+    assert table.loc[covariate, "cpu: verdict"] == "reversed"
+    assert table.loc[covariate, "paper-short: verdict"] == "holds"
+    assert reporting.profiles_table({"cpu": group(0.9, range(3), False), "paper-short": []}).empty
