@@ -415,31 +415,51 @@ DRAW_SEEDS = (0, 1, 2)
 DEFAULT_SETS_SEED, DEFAULT_TARGET_SEED = 0, 3141
 
 
+def _reseeded(records: list[dict], offset: int) -> list[dict]:
+    """Copies of records whose seeds are shifted, so that pairs of another draw stay apart."""
+    return [{**r, "request": {**r["request"], "seed": r["request"]["seed"] + offset}}
+            for r in records]
+
+
+def _pooled(label: str, draws: list[tuple[str, list[dict], list]]) -> tuple[str, list, list]:
+    """One group of every draw's records, each (draw, seed) a pair of its own."""
+    runs = [c[0] for _, _, comparisons in draws for c in comparisons]
+    shared = [c for c in draws[0][2] if runs.count(c[0]) == len(draws)] if draws else []
+    records = [r for k, (_, group, _) in enumerate(draws) for r in _reseeded(group, 1000 * k)]
+    return label, records, shared
+
+
 def _draw_groups(records: list[dict], dataset: str = "mp2019",
                  protocol: str = "clean") -> list[tuple[str, list[dict], list]]:
     """The headline comparisons under each set construction and each target draw.
 
     Returns ``(draw label, its records on DRAW_SEEDS, its comparisons)``: CAL vs IR-net per
     set-construction seed, and targeted CAL vs fine-tuning per target-draw seed, on the
-    targets that more than one draw ran (the others cannot show a draw's effect).
+    targets that more than one draw ran (the others cannot show a draw's effect). Where there
+    are several draws of a kind, a last group pools them: each (draw, training seed) is one
+    pair, so its interval holds both sources of variance.
     """
     seeds = set(DRAW_SEEDS)
     mine = [r for r in records if r["request"]["seed"] in seeds]
     sets_seeds = sorted({r["request"].get("sets_seed", DEFAULT_SETS_SEED) for r in mine})
     target_seeds = sorted({r["request"].get("target_seed", DEFAULT_TARGET_SEED) for r in mine})
-    out = []
+    set_groups, target_groups = [], []
     for sets_seed in sets_seeds:
         group = select_records(mine, protocol, sets_seed=sets_seed, dataset=dataset)
         comparisons = [c for c in paper_comparisons(group) if c[1][0] == "baseline"]
-        out.append((f"sets seed {sets_seed}", group, comparisons))
-    target_groups = []
+        set_groups.append((f"sets seed {sets_seed}", group, comparisons))
     for target_seed in target_seeds:
         group = select_records(mine, protocol, target_seed=target_seed, dataset=dataset)
         comparisons = [c for c in paper_comparisons(group) if c[1][0] == "finetune"]
         target_groups.append((f"target draw {target_seed}", group, comparisons))
     runs = [c[0] for _, _, comparisons in target_groups for c in comparisons]
-    for label, group, comparisons in target_groups:
-        out.append((label, group, [c for c in comparisons if runs.count(c[0]) > 1]))
+    target_groups = [(label, group, [c for c in comparisons if runs.count(c[0]) > 1])
+                     for label, group, comparisons in target_groups]
+    out = []
+    for kind, groups in (("set seeds", set_groups), ("target draws", target_groups)):
+        groups = [g for g in groups if g[2]]
+        out += groups + ([_pooled(f"{len(groups)} {kind} pooled", groups)]
+                         if len(groups) > 1 else [])
     return [(label, group, comparisons) for label, group, comparisons in out if comparisons]
 
 

@@ -250,16 +250,23 @@ def test_draws_table_judges_each_set_construction_and_target_draw_on_the_same_se
     covariate = f"CAL vs IR-net on {col.set_label(col.COVARIATE)}"
     assert table.loc[f"{covariate} [sets seed 0]", "estimate"] == pytest.approx(-0.1)
     assert table.loc[f"{covariate} [sets seed 1]", "estimate"] == pytest.approx(0.1)
-    # Seeds 3 and 4 are left out: every draw is paired over DRAW_SEEDS only.
-    assert set(table["n"]) == {len(reporting.DRAW_SEEDS)}
+    # Seeds 3 and 4 are left out: every draw is paired over DRAW_SEEDS only; the pooled rows
+    # have one pair per (draw, seed).
+    pooled = table["draw"].str.endswith("pooled")
+    assert set(table.loc[~pooled, "n"]) == {len(reporting.DRAW_SEEDS)}
+    assert table.loc[f"{covariate} [2 set seeds pooled]", "n"] == 2 * len(reporting.DRAW_SEEDS)
+    # -10 % on one draw, +10 % on the other: pooled, the geometric mean of 0.9 and 1.1.
+    assert table.loc[f"{covariate} [2 set seeds pooled]", "estimate"] == pytest.approx(
+        np.sqrt(0.9 * 1.1) - 1)
     targeted = [c for c in table.index if c.startswith("targeted CAL")]
     assert [c.rsplit("[", 1)[1] for c in targeted] == [
-        "target draw 1]", "target draw 2]", "target draw 3141]"]
+        "target draw 1]", "target draw 2]", "target draw 3141]", "3 target draws pooled]"]
+    assert table.loc[targeted[-1], "n"] == 3 * len(reporting.DRAW_SEEDS)
     assert all(table.loc[c, "estimate"] == pytest.approx(-0.2) for c in targeted)
     assert not any(col.set_label(col.PRIOR) + ", N=1024" in c for c in table.index)
     points = reporting.draws_points(records)
     assert set(points["claim"]) == set(table.index)
-    assert len(points) == len(table) * len(reporting.DRAW_SEEDS)
+    assert len(points) == table["n"].sum()
 
 
 def test_profiles_table_judges_the_shared_claims_on_the_shared_seeds():
