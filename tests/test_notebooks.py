@@ -214,3 +214,49 @@ def test_shifts_and_training_notebooks_run_on_phonons(tmp_path):
     # CAL and, for the cadence figure, CAL with the other w cadence.
     runs = list((tmp_path / "results" / "smoke" / "runs").glob("cal-*.json"))
     assert len(runs) == 2 and all('"dataset": "phonons"' in r.read_text() for r in runs)
+
+
+def _build_book_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_book", ROOT / "tools" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_book_build_starts_a_kernel_again_only_when_it_died_at_start(monkeypatch, tmp_path):
+    import papermill
+
+    book = _build_book_module()
+    monkeypatch.setattr(book, "fold_parameters", lambda path: None)
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise RuntimeError(book.KERNEL_DIED_AT_START)
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    name, _ = book.execute_notebook(ROOT / "notebooks" / "04_results.ipynb", tmp_path, "smoke")
+    assert name == "04_results.ipynb" and len(calls) == 2
+
+    def broken(*args, **kwargs):
+        calls.append(args[0])
+        raise RuntimeError("Kernel died")  # mid-run: its cells may have written; no retry
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", broken)
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        book.execute_notebook(ROOT / "notebooks" / "04_results.ipynb", tmp_path, "smoke")
+    assert len(calls) == 1
+
+    def always_dead(*args, **kwargs):
+        calls.append(args[0])
+        raise RuntimeError(book.KERNEL_DIED_AT_START)
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", always_dead)
+    with pytest.raises(RuntimeError, match="kernel_info"):
+        book.execute_notebook(ROOT / "notebooks" / "04_results.ipynb", tmp_path, "smoke")
+    assert len(calls) == book.KERNEL_START_ATTEMPTS

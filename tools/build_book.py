@@ -43,21 +43,39 @@ def draw_generated(src: Path) -> None:
                     str(src / "book" / "_generated")], check=True)
 
 
+KERNEL_START_ATTEMPTS = 3
+KERNEL_DIED_AT_START = "Kernel died before replying to kernel_info"
+
+
 def execute_notebook(notebook: Path, src: Path, profile: str) -> tuple[str, float]:
-    """Run one source notebook through papermill into the staging folder."""
+    """Run one source notebook through papermill into the staging folder.
+
+    A kernel that dies before its first reply ran no cell: kernels started side by side over
+    TCP can race for a port (jupyter_client picks free ports, then the kernel binds them), so
+    such a start is tried again, up to ``KERNEL_START_ATTEMPTS`` times. Any other error, or a
+    kernel that dies later, fails the build.
+    """
     import papermill
 
     start = time.perf_counter()
     print(f"[book] executing {notebook.name} (profile={profile})", flush=True)
-    papermill.execute_notebook(
-        str(notebook),
-        str(src / "notebooks" / notebook.name),
-        parameters={"profile": profile},
-        kernel_name="python3",
-        cwd=str(ROOT / "notebooks"),
-        progress_bar=False,
-        request_save_on_cell_execute=False,
-    )
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        try:
+            papermill.execute_notebook(
+                str(notebook),
+                str(src / "notebooks" / notebook.name),
+                parameters={"profile": profile},
+                kernel_name="python3",
+                cwd=str(ROOT / "notebooks"),
+                progress_bar=False,
+                request_save_on_cell_execute=False,
+            )
+            break
+        except RuntimeError as error:
+            if KERNEL_DIED_AT_START not in str(error) or attempt == KERNEL_START_ATTEMPTS:
+                raise
+            print(f"[book] {notebook.name}: the kernel died at start (attempt {attempt}); "
+                  "starting it again", flush=True)
     fold_parameters(src / "notebooks" / notebook.name)
     seconds = time.perf_counter() - start
     print(f"[book] {notebook.name}: {seconds:.0f} s", flush=True)
