@@ -19,12 +19,15 @@ import pandas as pd
 from calkit import columns as col
 from calkit import stats
 from calkit.methods import method_label
+from calkit.runs import RunConfig
 
 VALIDATION = "validation"
 """Pseudo-set name: the mean of the five random splits (the paper's "validation")."""
 
 BASE_SETS = (col.TRAIN, col.COVARIATE, col.PRIOR, col.RELATION, VALIDATION, col.HIGH_GAP)
 ABLATION_SETS = (col.TRAIN, VALIDATION, col.COVARIATE, col.PRIOR, col.RELATION)
+DEFAULT_SETS_SEED = RunConfig.__dataclass_fields__["sets_seed"].default
+DEFAULT_TARGET_SEED = RunConfig.__dataclass_fields__["target_seed"].default
 ABLATIONS = ("pg_first", "pg_last", "aa", "ps", "irnet3")
 BASELINES = ("rf", "ensemble", "cmixup", "balanced", "cvar")
 """The OOD baselines of the "what helps" chapter, each compared with the plain IR-net."""
@@ -212,8 +215,9 @@ def ablation_table(records: list[dict], which: str = "ema", metric: str = "loss"
     return pd.DataFrame(rows).set_index(["method", "set"])
 
 
-def select_records(records: list[dict], protocol: str = "clean", sets_seed: int = 0,
-                   target_seed: int = 3141, dataset: str = "mp2019") -> list[dict]:
+def select_records(records: list[dict], protocol: str = "clean",
+                   sets_seed: int = DEFAULT_SETS_SEED, target_seed: int = DEFAULT_TARGET_SEED,
+                   dataset: str = "mp2019") -> list[dict]:
     """The records of one data set, protocol, set-construction seed and target draw.
 
     Tables pool seeds of the same method; records of other data sets, protocols or set and
@@ -223,8 +227,8 @@ def select_records(records: list[dict], protocol: str = "clean", sets_seed: int 
             if r["request"].get("dataset", "mp2019") == dataset
             and r["request"].get("target") is None
             and r["request"].get("protocol", "paper") == protocol
-            and r["request"].get("sets_seed", 0) == sets_seed
-            and r["request"].get("target_seed", 3141) == target_seed]
+            and r["request"].get("sets_seed", DEFAULT_SETS_SEED) == sets_seed
+            and r["request"].get("target_seed", DEFAULT_TARGET_SEED) == target_seed]
 
 
 def paper_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str, float]]:
@@ -412,7 +416,6 @@ def paired_points(records: list[dict], comparisons: list, which: str = "ema") ->
 
 DRAW_SEEDS = (0, 1, 2)
 """Training seeds that every set construction and target draw of ``grids/variance.yaml`` runs."""
-DEFAULT_SETS_SEED, DEFAULT_TARGET_SEED = 0, 3141
 
 
 def _reseeded(records: list[dict], offset: int) -> list[dict]:
