@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import copy
 import math
+import random
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +57,8 @@ class TrainResult:
         last_model: The raw model after the last epoch run.
         last_ema_model: The EMA after the last epoch run.
         ema_selected_epoch: Epoch whose EMA state ``ema_model`` holds.
+        resumed: One entry per resume from a :class:`Snapshot`: the first epoch run after it,
+            the code that wrote the snapshot and the epoch seconds spent before it.
     """
 
     model: nn.Module
@@ -70,14 +75,16 @@ class TrainResult:
     last_model: nn.Module | None = field(default=None, repr=False)
     last_ema_model: nn.Module | None = field(default=None, repr=False)
     ema_selected_epoch: int = -1
+    resumed: list[dict[str, Any]] = field(default_factory=list)
 
     def run_info(self) -> dict[str, Any]:
-        """Selection and stopping facts, for the run record."""
-        return {"selected_epoch": int(self.selected_epoch),
+        """Selection and stopping facts, for the run record (with ``resumed`` if it resumed)."""
+        info = {"selected_epoch": int(self.selected_epoch),
                 "ema_selected_epoch": int(self.ema_selected_epoch),
                 "epochs_run": int(self.epochs_run),
                 "stopped_early": bool(self.stopped_early), "diverged": bool(self.diverged),
                 "diverged_epoch": self.diverged_epoch}
+        return {**info, "resumed": self.resumed} if self.resumed else info
 
     def evaluate(self, X: np.ndarray, y: np.ndarray, sets: SetMasks | None = None,
                  use_ema: bool = True) -> pd.DataFrame:
@@ -88,6 +95,29 @@ class TrainResult:
 
 class Diverged(RuntimeError):
     """Raised inside an epoch when a loss, gradient or weight is not finite."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Where a fit keeps its whole state after every epoch, so an interrupted run resumes there.
+
+    The state is everything the next epoch reads (weights, optimiser and schedule, EMA,
+    selection, history, every random generator and the method's own state), so a resumed run
+    gives the same numbers as one that was never stopped.
+
+    Attributes:
+        path: The snapshot file, replaced atomically after every epoch.
+        owner: What the state belongs to (the run id); a file of another owner is refused.
+        code: The code writing it (the git commit), reported when another code resumes it.
+    """
+
+    path: Path
+    owner: str
+    code: str | None = None
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot file that cannot be resumed from (unreadable or of another run)."""
 
 
 def loss_functions(name: str):
@@ -148,6 +178,24 @@ def clone_state(model_or_state: nn.Module | dict[str, torch.Tensor]) -> dict[str
     """Detached copy of a state dict."""
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     return {k: v.detach().clone() for k, v in state.items()}
+
+
+_BOOKKEEPING = ("best_ema_val", "ema_selected_epoch", "best_val", "selected_val",
+                "selected_epoch", "bad_epochs", "diverged", "diverged_epoch", "stopped_early",
+                "epochs_run")
+"""Selection and stopping attributes of the engine that a snapshot carries."""
+
+
+def _plain(value: Any) -> Any:
+    """A history value as a built-in type (NumPy scalars are not allowed in a safe load)."""
+    if type(value) in (int, float, bool, str) or value is None:
+        return value
+    return value.item() if hasattr(value, "item") else float(value)
+
+
+def _numpy_rng_state() -> tuple:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return kind, keys.tolist(), int(pos), int(has_gauss), float(cached)
 
 
 def _finite_state(state: dict[str, torch.Tensor]) -> bool:
@@ -220,6 +268,7 @@ class TrainingEngine:
         self.diverged_epoch: int | None = None
         self.stopped_early = False
         self.epochs_run = 0
+        self.resumed: list[dict[str, Any]] = []
         self._bar = None
 
     # ----------------------------------------------------------------- setup helpers
@@ -247,31 +296,125 @@ class TrainingEngine:
         return None
 
     # ----------------------------------------------------------------- the loop
-    def fit(self, epoch_fn: EpochFn | None = None, desc: str = "train") -> TrainResult:
+    def fit(self, epoch_fn: EpochFn | None = None, desc: str = "train",
+            snapshot: Snapshot | None = None) -> TrainResult:
         """Run the method's epochs with evaluation, selection, early stopping and the NaN rule.
 
         Args:
-            epoch_fn: The method's epoch; ``None`` is a plain supervised epoch.
+            epoch_fn: The method's epoch; ``None`` is a plain supervised epoch. An epoch with
+                state of its own (the CAL schedule) saves it with ``state_dict()`` and
+                ``load_state_dict()`` for snapshots.
             desc: Label of the progress bar.
+            snapshot: Keep the state here after every epoch and, if the file exists, resume
+                from it instead of starting at epoch 0.
 
         A :class:`Diverged` raised inside an epoch ends the run: the live model gets back the
         last finite state, and the result is flagged ``diverged``.
         """
         epoch_fn = epoch_fn or (lambda eng, epoch: (eng.plain_epoch(epoch), {}))
+        if snapshot is not None and snapshot.path.is_file():
+            self.resume(snapshot, epoch_fn)
+        first = self.config.epochs if self.stopped_early or self.diverged else self.epochs_run
         with self.progress(desc):
-            for epoch in range(self.config.epochs):
+            if self._bar is not None and first:
+                self._bar.update(min(first, self.config.epochs))
+            for epoch in range(first, self.config.epochs):
                 started = time.perf_counter()
                 good = clone_state(self.model)
                 try:
                     loss, extra = epoch_fn(self, epoch)
                     if self.config.ema_every == "epoch":
                         self.ema.update()
-                    if self.end_epoch(epoch, loss, started, extra):
-                        break
+                    stop = self.end_epoch(epoch, loss, started, extra)
                 except Diverged:
                     self.mark_diverged(epoch, good)
+                    stop = True
+                if snapshot is not None:
+                    self.save_snapshot(snapshot, epoch_fn)
+                if stop:
                     break
         return TrainResult(**self.result_kwargs())
+
+    # ----------------------------------------------------------------- snapshots
+    def snapshot_state(self, epoch_fn: EpochFn | None = None) -> dict[str, Any]:
+        """Everything the next epoch reads, as plain types and tensors."""
+        cuda = self.device.type == "cuda"
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "ema": {"model": self.ema.model.state_dict(), "updates": self.ema.updates,
+                    "active": self.ema.active},
+            "selected_state": self.selected_state,
+            "selected_ema_state": self.selected_ema_state,
+            "bookkeeping": {name: getattr(self, name) for name in _BOOKKEEPING},
+            "history": [{k: _plain(v) for k, v in row.items()} for row in self.history],
+            "rng": {"shuffle": self.gen.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if cuda else None,
+                    "numpy": _numpy_rng_state(), "python": random.getstate()},
+            "method": epoch_fn.state_dict() if hasattr(epoch_fn, "state_dict") else None,
+        }
+
+    def load_snapshot_state(self, state: dict[str, Any],
+                            epoch_fn: EpochFn | None = None) -> None:
+        """Put back a :meth:`snapshot_state` (the engine must be built the same way)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.ema.model.load_state_dict(state["ema"]["model"])
+        self.ema.updates, self.ema.active = state["ema"]["updates"], state["ema"]["active"]
+        self.selected_state = state["selected_state"]
+        self.selected_ema_state = state["selected_ema_state"]
+        for name, value in state["bookkeeping"].items():
+            setattr(self, name, value)
+        self.history = [dict(row) for row in state["history"]]
+        rng = state["rng"]
+        self.gen.set_state(rng["shuffle"])
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((kind, np.asarray(keys, np.uint32), pos, has_gauss, cached))
+        random.setstate(rng["python"])
+        if state["method"] is not None and hasattr(epoch_fn, "load_state_dict"):
+            epoch_fn.load_state_dict(state["method"])
+
+    def save_snapshot(self, snapshot: Snapshot, epoch_fn: EpochFn | None = None) -> None:
+        """Write the state to ``snapshot.path`` atomically (a kill never leaves half a file)."""
+        from calkit.data import atomic_write  # pymatgen-heavy module; only needed here
+
+        state = {"owner": snapshot.owner, "code": snapshot.code, "resumed": self.resumed,
+                 **self.snapshot_state(epoch_fn)}
+        with atomic_write(snapshot.path) as tmp:
+            torch.save(state, tmp)
+
+    def resume(self, snapshot: Snapshot, epoch_fn: EpochFn | None = None) -> None:
+        """Load ``snapshot.path`` into this engine and note the resume in :attr:`resumed`.
+
+        Raises:
+            SnapshotError: If the file cannot be read or belongs to another run.
+        """
+        try:
+            state = torch.load(snapshot.path, map_location=self.device, weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise SnapshotError(
+                f"the snapshot {snapshot.path} of an interrupted run cannot be read ({err}). "
+                "Delete it to start the run again from epoch 0.") from err
+        if state.get("owner") != snapshot.owner:
+            raise SnapshotError(
+                f"the snapshot {snapshot.path} belongs to {state.get('owner')!r}, not "
+                f"{snapshot.owner!r}. Delete it (or move it) to start {snapshot.owner} afresh.")
+        self.load_snapshot_state(state, epoch_fn)
+        seconds = float(sum(row.get("seconds", 0.0) for row in self.history))
+        self.resumed = [*state["resumed"], {"epoch": self.epochs_run, "code": state["code"],
+                                            "seconds_before": round(seconds, 2)}]
+        if state["code"] != snapshot.code:
+            print(f"[calkit] {snapshot.owner}: the snapshot was written by code {state['code']} "
+                  f"and is resumed by {snapshot.code}; the record lists both.",
+                  file=sys.stderr, flush=True)
+        print(f"[calkit] {snapshot.owner}: resuming at epoch {self.epochs_run} from "
+              f"{snapshot.path.name}", file=sys.stderr, flush=True)
 
     # ----------------------------------------------------------------- training pieces
     def set_train_mode(self, epoch: int) -> None:
@@ -466,7 +609,7 @@ class TrainingEngine:
                     selected_epoch=self.selected_epoch, selected_val_loss=self.selected_val,
                     epochs_run=self.epochs_run, stopped_early=self.stopped_early,
                     diverged=self.diverged, diverged_epoch=self.diverged_epoch,
-                    config=asdict(self.config), sets=self.masks)
+                    config=asdict(self.config), sets=self.masks, resumed=self.resumed)
 
 
 def train(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,

@@ -27,7 +27,7 @@ from calkit.methods import MethodInputs
 from calkit.pipeline import DataBundle, prepare_data
 from calkit.runs import RECORD_FORMAT, ResolvedRun, RunConfig
 from calkit.splits import SplitConfig
-from calkit.store import checkpoint_path, load_record, record_path, write_json
+from calkit.store import checkpoint_path, load_record, record_path, snapshot_path, write_json
 
 
 @contextlib.contextmanager
@@ -182,7 +182,10 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
     resolved settings the run id covers, per-set metrics of the raw and the EMA model, the
     per-epoch history, predictions on the relation and target sets, the git commit, package
     versions, hardware and wall time. It is written atomically, so an interrupted run leaves
-    no record and is simply run again.
+    no record. A plain or CAL run keeps a snapshot of its state after every epoch (beside the
+    checkpoints), so running it again resumes at the epoch after the last one finished, with
+    the same numbers; the record's ``resumed`` lists any such resume and ``wall_seconds``
+    counts the last process only (the history's ``seconds`` has every epoch).
 
     Args:
         config: The run.
@@ -198,7 +201,7 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
     """
     import torch
 
-    from calkit.engine import TrainingEngine  # noqa: F401  (torch-heavy; imported lazily)
+    from calkit.engine import Snapshot  # torch-heavy; imported lazily
     from calkit.metrics import evaluate_sets
     from calkit.models import build_model, parameter_count
     from calkit.utils import seed_everything
@@ -222,6 +225,8 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
                          f"but the data bundle's sets are {bundle.sets_source}; prepare the data "
                          "with prepare_data(..., sets_source='shipped').")
     method = run.method
+    snapshot = Snapshot(snapshot_path(run.run_id, config.profile, root), owner=run.run_id,
+                        code=CODE_STATE[0])
     train_cfg = run.train
     train_cfg.progress = progress
     with torch_threads(run.threads):
@@ -235,7 +240,7 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
             target_set=(run.identity["target"] or {}).get("set"), n_target=config.n_target,
             target_seed=config.target_seed,
             baseline=lambda: baseline_models(config, bundle, root, progress),
-            settings=dict(method.settings))
+            settings=dict(method.settings), snapshot=snapshot)
         out = method.run(inputs)
         eval_masks = {k: np.asarray(v, bool) for k, v in dict(out.eval_masks).items()}
         models = {"raw": out.model, "ema": out.ema_model,
@@ -256,6 +261,7 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
             torch.save({"model": out.model.state_dict(),
                         "ema_model": out.ema_model.state_dict()}, tmp)
     if stored is not None and rebuild_checkpoint:
+        snapshot.path.unlink(missing_ok=True)
         return stored
     pred_sets = sorted({col.RELATION, *([out.extra["target_set"]]
                                         if "target_set" in out.extra else [])})
@@ -284,4 +290,5 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
         "wall_seconds": round(time.perf_counter() - started, 2),
     }
     write_json(record, path)
+    snapshot.path.unlink(missing_ok=True)
     return load_record(path)  # as later readers see it (JSON types: lists, not tuples)

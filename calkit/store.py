@@ -41,6 +41,11 @@ def checkpoint_path(run_id: str, profile: str, root: str | Path | None = None) -
     return results_dir(profile, root) / "checkpoints" / f"{run_id}.pt"
 
 
+def snapshot_path(run_id: str, profile: str, root: str | Path | None = None) -> Path:
+    """Where an unfinished run keeps its state between epochs (git-ignored, then removed)."""
+    return results_dir(profile, root) / "checkpoints" / f"{run_id}.snapshot.pt"
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)

@@ -19,13 +19,16 @@ A grid file lists runs and seeds::
       - {method: cal}
       - {method: targeted, target_set: relation, n_target: 256}
 
-Each run's record is written atomically when it finishes, so an interrupted sweep (Ctrl-C,
-a closed session, a lost worker) loses at most the runs in flight; the next call skips every
-run whose record exists. Runs that start from a baseline (registry: ``needs_baseline``) are
-scheduled after the others have finished. A run whose request has a record under another id
-(the code now computes something else) is *stale*: it is listed, and recomputed only with
-``--rerun-stale``, which then removes the superseded record. Every run computes with its
-profile's fixed thread count, so the number of workers never changes a number.
+Each run's record is written atomically when it finishes, and a plain or CAL run keeps a
+snapshot of its state after every epoch, so an interrupted sweep (Ctrl-C, a closed session, a
+lost worker) loses at most the epochs in flight: the next call skips every run whose record
+exists and resumes the unfinished ones at their last finished epoch, with the same numbers
+(``--dry-run`` lists them as ``part``). Runs that start from a baseline (registry:
+``needs_baseline``) are scheduled after the others have finished. A run whose request has a
+record under another id (the code now computes something else) is *stale*: it is listed, and
+recomputed only with ``--rerun-stale``, which then removes the superseded record. Every run
+computes with its profile's fixed thread count, so the number of workers never changes a
+number.
 
 One engine runs the grid: with ``--jobs 1`` (and no scheduler) the runs execute one after the
 other in this process; otherwise every run is a Dask task (``dask`` and ``distributed``, the
@@ -54,7 +57,7 @@ from tqdm import tqdm
 from calkit.methods import get_method
 from calkit.profiles import PROFILES, check_profile
 from calkit.runs import RunConfig
-from calkit.store import record_path, results_dir, stale_records_of
+from calkit.store import record_path, results_dir, snapshot_path, stale_records_of
 
 DASK_HINT = ("pip install 'calkit[dask]'  (Slurm: pip install 'calkit[slurm]'), or run "
              "in-process with --jobs 1")
@@ -388,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         done_ids = {c.run_id for c in done}
         for c in configs:
             state = "done" if c.run_id in done_ids else "stale" if c.run_id in stale else "todo"
+            if state == "todo" and snapshot_path(c.run_id, c.profile, args.results).is_file():
+                state = "part"  # an interrupted run: it resumes from its snapshot
             print(f"{state:5s}  {c.run_id}  {c}")
         return 0
     if args.cluster and args.scheduler:
@@ -407,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calkit sweep: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\n[sweep] interrupted: finished runs are recorded; run the same command to resume.")
+        print("\n[sweep] interrupted: finished runs are recorded and unfinished ones kept a "
+              "snapshot of their last epoch; run the same command to resume.")
         return 130
     where = results_dir(configs[0].profile, args.results) if configs else "-"
     print(f"[sweep] records in {where}; {len(failures)} failed")

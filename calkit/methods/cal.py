@@ -35,7 +35,7 @@ from torch import nn
 
 from calkit.columns import resolve_set_name
 from calkit.config import CALConfig, SALConfig
-from calkit.engine import TrainingEngine, TrainResult
+from calkit.engine import Snapshot, TrainingEngine, TrainResult
 from calkit.methods.registry import Method, MethodInputs, MethodOutput, register
 from calkit.sal import SALState, hyper_parameter_index, sal_step
 from calkit.splits import select_target
@@ -108,6 +108,23 @@ class CALSchedule:
         extra.update(self.state.stats())
         self.w_history.append(self.state.w.detach().cpu().numpy().copy())
         return loss, extra
+
+    def state_dict(self) -> dict:
+        """The schedule's own state, for the engine's snapshots."""
+        state = self.state
+        return {"w": state.w, "frozen": state.frozen, "gamma": float(state.gamma),
+                "delta": state.delta, "theta_opt": self.theta_opt.state_dict(),
+                "partial": self.partial,
+                "w_history": [torch.as_tensor(w) for w in self.w_history]}
+
+    def load_state_dict(self, saved: dict) -> None:
+        """Put back a :meth:`state_dict`."""
+        device = self.state.w.device
+        self.state.w, self.state.frozen = saved["w"].to(device), saved["frozen"].to(device)
+        self.state.gamma, self.state.delta = saved["gamma"], saved["delta"].to(device)
+        self.theta_opt.load_state_dict(saved["theta_opt"])
+        self.partial = None if saved["partial"] is None else saved["partial"].to(device)
+        self.w_history = [w.numpy() for w in saved["w_history"]]
 
     def partial_rows(self, eng: TrainingEngine) -> torch.Tensor:
         """Training rows of an adversarial epoch: the highest-loss fraction (or all for AA)."""
@@ -198,7 +215,8 @@ class CALSchedule:
 
 def fit_cal(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
             config: CALConfig | None = None, target_set: str | None = None,
-            n_target: int = 0, target_seed: int = 3141) -> CALResult:
+            n_target: int = 0, target_seed: int = 3141,
+            snapshot: Snapshot | None = None) -> CALResult:
     """Train ``model`` with CAL (or targeted CAL, or an ablation).
 
     Args:
@@ -212,6 +230,7 @@ def fit_cal(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
             every evaluation set (see :func:`select_target`).
         n_target: Number of target rows (required with ``target_set``).
         target_seed: Seed of the draw of the target rows (paper 3141).
+        snapshot: Keep the state there after every epoch and resume from it if it exists.
 
     Returns:
         A :class:`CALResult`. Per-epoch diagnostics in ``history``: ``phase``
@@ -227,7 +246,8 @@ def fit_cal(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
                                          n_rows=len(X))
     eng = TrainingEngine(model, X, y, sets, config.train)
     schedule = CALSchedule(eng, config.sal, target_idx)
-    base = eng.fit(schedule, "cal" if target_set is None else f"cal->{target_name}")
+    base = eng.fit(schedule, "cal" if target_set is None else f"cal->{target_name}",
+                   snapshot=snapshot)
     state = schedule.state
     return CALResult(**vars(base), w=state.w.cpu().numpy(), w_history=np.array(schedule.w_history),
                      frozen=state.frozen.cpu().numpy(), target_set=target_name,
@@ -239,7 +259,8 @@ def run_cal(inputs: MethodInputs) -> MethodOutput:
     """Registry run function of the CAL family."""
     result = fit_cal(inputs.model, inputs.X, inputs.y, inputs.masks,
                      CALConfig(inputs.train, inputs.sal), target_set=inputs.target_set,
-                     n_target=inputs.n_target, target_seed=inputs.target_seed)
+                     n_target=inputs.n_target, target_seed=inputs.target_seed,
+                     snapshot=inputs.snapshot)
     warmup = inputs.sal.pre_adv_epochs
     extra = {"w_final": np.asarray(result.w).round(6).tolist(),
              "w_frozen": int(np.asarray(result.frozen).sum()),

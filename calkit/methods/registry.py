@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from torch import nn
+
+if TYPE_CHECKING:
+    from calkit.engine import Snapshot
 
 FAMILIES = ("plain", "cal", "finetune")
 
@@ -40,6 +43,8 @@ class MethodInputs:
         baseline: Returns the baseline's ``(raw, ema)`` models (fine-tune family).
         settings: The method's own settings (:attr:`Method.settings`), e.g. a baseline's
             hyperparameters; empty for methods that have none.
+        snapshot: Where a method with long epochs (plain and CAL families) keeps its state
+            after every epoch, so that an interrupted run resumes there; ``None``: nowhere.
     """
 
     X: np.ndarray
@@ -54,6 +59,7 @@ class MethodInputs:
     target_seed: int = 3141
     baseline: Callable[[], tuple[nn.Module, nn.Module]] | None = None
     settings: Mapping[str, Any] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""An interrupted run resumes from its last finished epoch and gives the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_cal import quick_cfg, shifted_regression, small_net
+
+from calkit import runner, store, sweep
+from calkit.engine import Snapshot, SnapshotError, TrainingEngine
+from calkit.methods.cal import fit_cal
+from calkit.runs import RunConfig
+
+
+class Interrupted(Exception):
+    """Stands for a kill: raised after an epoch has ended, before its snapshot is written."""
+
+
+def interrupt_after(monkeypatch, stop_epoch: int) -> None:
+    """Make the engine raise :class:`Interrupted` once epoch ``stop_epoch`` has been evaluated."""
+    original = TrainingEngine.end_epoch
+
+    def end_epoch(self, epoch, *args, **kwargs):
+        stop = original(self, epoch, *args, **kwargs)
+        if epoch == stop_epoch:
+            raise Interrupted
+        return stop
+
+    monkeypatch.setattr(TrainingEngine, "end_epoch", end_epoch)
+
+
+def same_states(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize(("target_set", "stop_epoch"), [
+    ("covariate", 1),  # in the warm-up
+    ("covariate", 3),  # in the adversarial phase
+    (None, 3),  # between two re-sorts of the high-loss rows, which the snapshot must carry
+])
+def test_cal_resumed_equals_uninterrupted(tmp_path, monkeypatch, target_set, stop_epoch):
+    X, y, sets = shifted_regression(0, n=900)
+    cfg = quick_cfg(epochs=6, pre_adv_epochs=2, dropout=0.3, ema_start_epoch=1)
+    kwargs = dict(target_set=target_set, n_target=40 if target_set else 0)
+    whole = fit_cal(small_net(), X, y, sets, cfg, **kwargs)
+    snap = Snapshot(tmp_path / "run.snapshot.pt", owner="run-1", code="abc")
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, stop_epoch)
+        with pytest.raises(Interrupted):
+            fit_cal(small_net(), X, y, sets, cfg, snapshot=snap, **kwargs)
+    assert snap.path.is_file()
+    # Another initialisation: everything the resumed epochs read must come from the snapshot.
+    resumed = fit_cal(small_net(seed=7), X, y, sets, cfg, snapshot=snap, **kwargs)
+    assert resumed.resumed == [{"epoch": stop_epoch, "code": "abc",
+                                "seconds_before": pytest.approx(
+                                    resumed.history["seconds"].iloc[:stop_epoch].sum(), abs=0.01)}]
+    np.testing.assert_array_equal(resumed.history.drop(columns="seconds").to_numpy(),
+                                  whole.history.drop(columns="seconds").to_numpy())
+    assert same_states(resumed.model, whole.model) and same_states(resumed.ema_model,
+                                                                    whole.ema_model)
+    assert same_states(resumed.last_model, whole.last_model)
+    np.testing.assert_array_equal(resumed.w_history, whole.w_history)
+    np.testing.assert_array_equal(resumed.w, whole.w)
+    assert resumed.run_info()["resumed"] == resumed.resumed and "resumed" not in whole.run_info()
+
+
+def test_plain_fit_resumes_its_early_stopping_and_a_finished_fit_is_not_extended(tmp_path,
+                                                                                 monkeypatch):
+    X, y, sets = shifted_regression(1, n=600)
+    cfg = quick_cfg(epochs=8, patience=2, lr=3e-2, schedule="plateau", plateau_patience=1).train
+
+    def fit(snapshot=None, seed=0):
+        return TrainingEngine(small_net(seed=seed), X, y, sets, cfg).fit(snapshot=snapshot)
+
+    whole = fit()
+    snap = Snapshot(tmp_path / "plain.snapshot.pt", owner="plain")
+    stop = min(2, whole.epochs_run - 1)
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, stop)
+        with pytest.raises(Interrupted):
+            fit(snap)
+    resumed = fit(snap, seed=3)
+    assert (resumed.epochs_run, resumed.stopped_early, resumed.selected_epoch) == \
+        (whole.epochs_run, whole.stopped_early, whole.selected_epoch)
+    assert same_states(resumed.model, whole.model)
+    # The snapshot now holds the finished fit: loading it again runs no further epoch.
+    again = fit(snap, seed=5)
+    assert again.epochs_run == whole.epochs_run and len(again.history) == len(whole.history)
+    assert same_states(again.model, whole.model) and len(again.resumed) == 2
+
+
+def test_a_snapshot_of_another_run_or_an_unreadable_one_is_refused(tmp_path):
+    X, y, sets = shifted_regression(2, n=300)
+    cfg = quick_cfg(epochs=1).train
+    path = tmp_path / "x.snapshot.pt"
+    TrainingEngine(small_net(), X, y, sets, cfg).fit(snapshot=Snapshot(path, owner="run-a"))
+    with pytest.raises(SnapshotError, match="belongs to 'run-a', not 'run-b'.*Delete it"):
+        TrainingEngine(small_net(), X, y, sets, cfg).fit(snapshot=Snapshot(path, owner="run-b"))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(SnapshotError, match="cannot be read.*Delete it to start the run again"):
+        TrainingEngine(small_net(), X, y, sets, cfg).fit(snapshot=Snapshot(path, owner="run-a"))
+
+
+@pytest.mark.parametrize("method", ["baseline", "cal"])
+def test_an_interrupted_run_resumes_to_the_same_record(tiny_bundle, tmp_path, monkeypatch,
+                                                       capsys, method):
+    config = RunConfig(method=method, profile="smoke", epochs=4)
+    whole = runner.run_experiment(config, root=tmp_path / "whole", progress=False,
+                                  bundle=tiny_bundle)
+    root = tmp_path / "cut"
+    snapshot = store.snapshot_path(config.run_id, "smoke", root)
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, 2)
+        with pytest.raises(Interrupted):
+            runner.run_experiment(config, root=root, progress=False, bundle=tiny_bundle)
+    assert snapshot.is_file() and not store.record_path(config.run_id, "smoke", root).is_file()
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"name: t\nseeds: [0]\nruns:\n  - {{method: {method}, epochs: 4}}\n")
+    capsys.readouterr()
+    assert sweep.main([str(grid), "--profile", "smoke", "--results", str(root), "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith(f"part   {config.run_id}")
+    record = runner.run_experiment(config, root=root, progress=False, bundle=tiny_bundle)
+    assert record["metrics"] == whole["metrics"]
+    assert record["predictions"] == whole["predictions"]
+    assert [r["epoch"] for r in record["resumed"]] == [2] and "resumed" not in whole
+    assert not snapshot.exists()  # the record is written: the snapshot has done its work
