@@ -574,7 +574,11 @@ def warmup_selection(records: list[dict]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ runs and figures
 def run_overview(records: list[dict]) -> pd.DataFrame:
-    """One row per run: what it was, where model selection landed, and what it cost."""
+    """One row per run: what it was, where model selection landed, and what it cost.
+
+    ``wall s`` is the last process's wall time; ``run s`` adds the epochs that processes
+    before a resume (``resumes``) computed, so it is the run's cost.
+    """
     rows = []
     for rec in records:
         req = rec["request"]
@@ -587,8 +591,16 @@ def run_overview(records: list[dict]) -> pd.DataFrame:
             "selected in warm-up": rec.get("selected_in_warmup"),
             "EMA in warm-up": rec.get("ema_selected_in_warmup"), "diverged": rec.get("diverged"),
             "w frozen": rec.get("w_frozen"), "wall s": rec.get("wall_seconds"),
+            "run s": _run_seconds(rec), "resumes": len(rec.get("resumed", [])),
             "commit": (rec.get("git_commit") or "")[:8]})
     return pd.DataFrame(rows)
+
+
+def _run_seconds(record: dict) -> float | None:
+    """Wall time of the last process plus the epoch seconds before its last resume."""
+    wall = record.get("wall_seconds")
+    resumed = record.get("resumed") or [{}]
+    return None if wall is None else round(wall + resumed[-1].get("seconds_before", 0.0), 1)
 
 
 def set_means(

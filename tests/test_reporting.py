@@ -295,3 +295,13 @@ def test_profiles_table_judges_the_shared_claims_on_the_shared_seeds():
     assert table.loc[covariate, "cpu: verdict"] == "reversed"
     assert table.loc[covariate, "paper-short: verdict"] == "holds"
     assert reporting.profiles_table({"cpu": group(0.9, range(3), False), "paper-short": []}).empty
+
+
+def test_run_overview_counts_the_epochs_before_a_resume():
+    whole = {**_record("cal", 0, _base_losses(0.0)), "wall_seconds": 100.0}
+    resumed = {**_record("cal", 1, _base_losses(0.0)), "wall_seconds": 40.0,
+               "resumed": [{"epoch": 3, "code": "a", "seconds_before": 30.0},
+                           {"epoch": 7, "code": "b", "seconds_before": 70.0}]}
+    table = reporting.run_overview([whole, resumed]).set_index("seed")
+    assert table.loc[0, "run s"] == 100.0 and table.loc[0, "resumes"] == 0
+    assert table.loc[1, "run s"] == 110.0 and table.loc[1, "resumes"] == 2
