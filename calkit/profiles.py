@@ -83,7 +83,7 @@ PROFILES: dict[str, Profile] = {
         # calkit's reading of the epoch loop, as in the cpu profile, so that the two profiles
         # differ in the model and the attack settings only. With the literal loop (supervised
         # steps on the high-loss rows only) a paper-short CAL run's random-split loss rose
-        # from 0.026 to 2-11 within 6 adversarial epochs and selection kept a warm-up epoch.
+        # from 0.026 to 2.5-11 within 7 adversarial epochs and selection kept a warm-up epoch.
         sal=replace(SAL_PRESETS["paper"], supervised_on_all=True),
     ),
 }
