@@ -182,10 +182,10 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
     resolved settings the run id covers, per-set metrics of the raw and the EMA model, the
     per-epoch history, predictions on the relation and target sets, the git commit, package
     versions, hardware and wall time. It is written atomically, so an interrupted run leaves
-    no record. A plain or CAL run keeps a snapshot of its state after every epoch (beside the
-    checkpoints), so running it again resumes at the epoch after the last one finished, with
-    the same numbers; the record's ``resumed`` lists any such resume and ``wall_seconds``
-    counts the last process only (the history's ``seconds`` has every epoch).
+    no record. An IR-net or CAL-family run keeps a snapshot of its state after every epoch
+    (beside the checkpoints), so running it again resumes at the epoch after the last one
+    finished, with the same numbers; the record's ``resumed`` lists any such resume, and
+    ``wall_seconds`` counts the last process only (the history's ``seconds`` has every epoch).
 
     Args:
         config: The run.

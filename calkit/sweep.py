@@ -19,7 +19,7 @@ A grid file lists runs and seeds::
       - {method: cal}
       - {method: targeted, target_set: relation, n_target: 256}
 
-Each run's record is written atomically when it finishes, and a plain or CAL run keeps a
+Each run's record is written atomically when it finishes, and an IR-net or CAL-family run keeps a
 snapshot of its state after every epoch, so an interrupted sweep (Ctrl-C, a closed session, a
 lost worker) loses at most the epochs in flight: the next call skips every run whose record
 exists and resumes the unfinished ones at their last finished epoch, with the same numbers

@@ -43,8 +43,10 @@ class MethodInputs:
         baseline: Returns the baseline's ``(raw, ema)`` models (fine-tune family).
         settings: The method's own settings (:attr:`Method.settings`), e.g. a baseline's
             hyperparameters; empty for methods that have none.
-        snapshot: Where a method with long epochs (plain and CAL families) keeps its state
-            after every epoch, so that an interrupted run resumes there; ``None``: nowhere.
+        snapshot: Where a method that trains one network in one fit (the IR-net, the CAL
+            family, IR-net + N rows) keeps its state after every epoch, so that an interrupted
+            run resumes there; ``None``: nowhere. Methods of several fits (ensembles, searches)
+            leave it unused: one file cannot hold several fits.
     """
 
     X: np.ndarray
