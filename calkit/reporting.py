@@ -529,6 +529,64 @@ def profiles_table(groups: dict[str, list[dict]], seeds: tuple[int, ...] | None 
     return pd.DataFrame(columns, index=pd.Index(shared, name="claim"))
 
 
+def profiles_errors(groups: dict[str, list[dict]], seeds: tuple[int, ...] | None = None,
+                    metric: str = "mae", which: str = "ema",
+                    sets: tuple[str, ...] = BASE_SETS) -> pd.DataFrame:
+    """One error per run kind and set under each profile, side by side: is the bigger model better?
+
+    Not paired: the profiles train different networks, so a seed shares nothing between them
+    but the data; the table gives mean, std and count over seeds, and each later profile's mean
+    divided by the first profile's.
+
+    Args:
+        groups: Profile name -> its records (one data set and protocol); the first is the
+            reference of the ratios.
+        seeds: Training seeds to keep in every profile, or all.
+        metric: A metric of the records (``"mae"``, ``"loss"``, ``"rmse"``, ``"r2"``).
+        which: ``"ema"`` or ``"raw"``.
+        sets: Sets shown for untargeted runs; a targeted or fine-tuned run shows its target
+            set only, the number it was run for.
+
+    Returns:
+        Rows ``(run, set)`` for the run kinds every profile has; columns ``<profile> mean``,
+        ``<profile> std``, ``<profile> n`` and ``<profile> / <first>``. Empty when no run kind
+        is shared.
+    """
+    summaries = {}
+    for name, records in groups.items():
+        mine = [r for r in records if seeds is None or r["request"]["seed"] in seeds]
+        summary = seed_summary(mine, which, metric)
+        wanted = np.where(summary["target_set"] == "", summary["set"].isin(sets),
+                          summary["set"] == summary["target_set"])
+        summaries[name] = summary[wanted].set_index(["method", "target_set", "n_target", "set"])
+    shared = None
+    for summary in summaries.values():
+        shared = summary.index if shared is None else shared.intersection(summary.index, sort=False)
+    if shared is None or not len(shared):
+        return pd.DataFrame()
+    order = {name: i for i, name in enumerate(sets)}
+    shared = sorted(shared, key=lambda k: (k[1], k[2], k[0], order.get(k[3], len(order))))
+    first = next(iter(summaries))
+    columns = {}
+    for name, summary in summaries.items():
+        part = summary.loc[shared]
+        columns[f"{name} mean"] = part["mean"].to_numpy()
+        columns[f"{name} std"] = part["std"].to_numpy()
+        columns[f"{name} n"] = part["n"].to_numpy()
+        if name != first:
+            columns[f"{name} / {first}"] = (part["mean"].to_numpy()
+                                            / summaries[first].loc[shared]["mean"].to_numpy())
+
+    def run_label(method: str, target: str, n: int) -> str:
+        label = method_label(method)
+        return label + (f" -> {col.set_label(target)}, N={n}" if target else "")
+
+    index = pd.MultiIndex.from_tuples(
+        [(run_label(m, t, n), col.set_label(s)) for m, t, n, s in shared],
+        names=["run", "set"])
+    return pd.DataFrame(columns, index=index)
+
+
 def ema_versus_raw(records: list[dict]) -> pd.DataFrame:
     """How far the reported EMA model is from the raw model, per method / target / N.
 

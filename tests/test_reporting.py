@@ -297,6 +297,33 @@ def test_profiles_table_judges_the_shared_claims_on_the_shared_seeds():
     assert reporting.profiles_table({"cpu": group(0.9, range(3), False), "paper-short": []}).empty
 
 
+def test_profiles_errors_sets_the_shared_runs_side_by_side():
+    def group(factor, seeds, methods):
+        out = [_record(m, s, {k: v * factor * (1 + 0.01 * s) for k, v in _base_losses(0).items()})
+               for s in seeds for m in methods]
+        out += [_record("finetune", s, {col.RELATION: 0.1 * factor, col.TRAIN: 0.5}, col.RELATION,
+                        256) for s in seeds]
+        return out
+
+    table = reporting.profiles_errors(
+        {"cpu": group(1.0, range(10), ("baseline", "cal")),
+         "paper-short": group(0.5, range(3), ("baseline",))},
+        seeds=(0, 1, 2))
+    runs = set(table.index.get_level_values("run"))
+    # CAL is in one profile only; the fine-tune shows its target set, not the others.
+    assert runs == {"IR-net", f"fine-tune -> {col.set_label(col.RELATION)}, N=256"}
+    finetune = table.xs(f"fine-tune -> {col.set_label(col.RELATION)}, N=256", level="run")
+    assert list(finetune.index) == [col.set_label(col.RELATION)]
+    covariate = table.loc[("IR-net", col.set_label(col.COVARIATE))]
+    assert covariate["cpu n"] == 3 == covariate["paper-short n"]
+    assert covariate["cpu mean"] == pytest.approx(2 * 0.1 * 1.01)  # mae = 2 x loss here
+    assert covariate["paper-short / cpu"] == pytest.approx(0.5)
+    assert list(table.index.get_level_values("set"))[:len(reporting.BASE_SETS)] == [
+        col.set_label(s) for s in reporting.BASE_SETS]
+    assert reporting.profiles_errors({"cpu": group(1.0, range(3), ("cal",)),
+                                      "paper-short": []}).empty
+
+
 def test_run_overview_counts_the_epochs_before_a_resume():
     whole = {**_record("cal", 0, _base_losses(0.0)), "wall_seconds": 100.0}
     resumed = {**_record("cal", 1, _base_losses(0.0)), "wall_seconds": 40.0,
