@@ -529,6 +529,12 @@ def profiles_table(groups: dict[str, list[dict]], seeds: tuple[int, ...] | None 
     return pd.DataFrame(columns, index=pd.Index(shared, name="claim"))
 
 
+def run_label(method: str, target: str, n_target: int) -> str:
+    """Readable name of a run kind: ``"CAL"``, or ``"fine-tune -> relation (piezo), N=256"``."""
+    label = method_label(method)
+    return label + (f" -> {col.set_label(target)}, N={n_target}" if target else "")
+
+
 def profiles_errors(groups: dict[str, list[dict]], seeds: tuple[int, ...] | None = None,
                     metric: str = "mae", which: str = "ema",
                     sets: tuple[str, ...] = BASE_SETS) -> pd.DataFrame:
@@ -576,11 +582,6 @@ def profiles_errors(groups: dict[str, list[dict]], seeds: tuple[int, ...] | None
         if name != first:
             columns[f"{name} / {first}"] = (part["mean"].to_numpy()
                                             / summaries[first].loc[shared]["mean"].to_numpy())
-
-    def run_label(method: str, target: str, n: int) -> str:
-        label = method_label(method)
-        return label + (f" -> {col.set_label(target)}, N={n}" if target else "")
-
     index = pd.MultiIndex.from_tuples(
         [(run_label(m, t, n), col.set_label(s)) for m, t, n, s in shared],
         names=["run", "set"])
@@ -685,15 +686,8 @@ def targeting_cost(summary: pd.DataFrame, sets: tuple[str, ...] = BASE_SETS) -> 
                    & summary["set"].isin(sets)].copy()
     if pick.empty:
         return pd.DataFrame()
-
-    def run_label(row: pd.Series) -> str:
-        label = method_label(row["method"])
-        if row["target_set"]:
-            label += f" -> {col.SET_LABELS.get(row['target_set'], row['target_set'])}"
-            label += f", N={int(row['n_target'])}"
-        return label
-
-    pick["run"] = pick.apply(run_label, axis=1)
+    pick["run"] = [run_label(m, t, int(n)) for m, t, n
+                   in zip(pick["method"], pick["target_set"], pick["n_target"], strict=True)]
     table = pick.pivot_table(index="run", columns="set", values="mean")
     table = table[[s for s in sets if s in table.columns]]
     table.columns = [col.set_label(c) for c in table.columns]
