@@ -74,9 +74,13 @@ def matmul_rate(n: int = 4096, reps: int = 5) -> float:
     return 2 * n**3 / best
 
 
+N_HELD_OUT = 5 * 512
+"""Rows :func:`make_data` adds after the training rows (five validation splits)."""
+
+
 def make_data(n_train: int, d: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    n_val = 5 * 512
+    n_val = N_HELD_OUT
     X = rng.normal(size=(n_train + n_val, d)).astype(np.float32)
     y = (X[:, :5].sum(1) * 0.3 + 0.1 * rng.normal(size=len(X))).astype(np.float32)
     sets = {"train": np.arange(len(X)) < n_train}

@@ -5,6 +5,12 @@ replayed ceilings are CPU-only): the same synthetic data (``epoch_cost.make_data
 engine and CAL schedule, timed with the device synchronised, plus one evaluation pass. Writes a
 JSON summary with ``--out``.
 
+Also one targeted adversarial epoch for each ``--targets`` size N (default the grid's 256 and
+1,024): in the authors' targeted mode every SAL step takes all N target rows, so with N above
+the batch size a targeted epoch costs several CAL epochs. The ratios to the CAL epoch are
+measured in the same run; a run's time in a sweep is about ``pre_adv_epochs`` plain epochs
+plus the rest adversarial, plus one evaluation per epoch.
+
     python benchmarks/epoch_time.py --device cuda                  # paper model, 22,483 rows
     python benchmarks/epoch_time.py --device cpu --preset cpu --rows 1024 --threads 1  # CI
 """
@@ -16,8 +22,9 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
-from epoch_cost import make_data
+from epoch_cost import N_HELD_OUT, make_data
 
 from calkit.engine import TrainingEngine
 from calkit.methods.cal import CALSchedule
@@ -33,8 +40,18 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=22483, help="training rows (default 22,483)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's)")
+    ap.add_argument("--targets", default="256,1024",
+                    help="target-set sizes N of the targeted epochs timed (comma-separated; "
+                         "'' for none)")
     ap.add_argument("--out", default=None, help="write the numbers to this JSON file")
     args = ap.parse_args()
+    try:
+        targets = [int(n) for n in args.targets.split(",") if n.strip()]
+    except ValueError:
+        ap.error(f"--targets takes comma-separated integers, got {args.targets!r}")
+    if any(n < 2 or n > N_HELD_OUT for n in targets):
+        ap.error(f"every target size must be in [2, {N_HELD_OUT}] (the rows make_data holds out "
+                 f"of training), got {targets}")
     if args.threads:
         torch.set_num_threads(args.threads)
     d = 145
@@ -67,6 +84,15 @@ def main() -> None:
     schedule.partial = partial
     t_adv = timed(lambda: schedule.adversarial_epoch(eng, epoch=10))
     t_eval = timed(eng.evaluate_epoch)
+    # Targeted epochs: the same supervised steps, SAL steps on the last N rows (held out of
+    # training by make_data, as a target set is).
+    t_targeted = {}
+    for n in targets:
+        targeted = CALSchedule(eng, full.sal, target_rows=np.arange(len(X) - n, len(X)))
+        targeted.partial = partial[: 2 * m]
+        targeted.adversarial_epoch(eng, epoch=10)  # warm-up at this source size
+        targeted.partial = partial
+        t_targeted[n] = timed(lambda s=targeted: s.adversarial_epoch(eng, epoch=10))
     out = {
         "device": str(dev),
         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
@@ -84,6 +110,9 @@ def main() -> None:
         "cal_over_plain": round(t_adv / t_plain, 2),
         "evaluation_s": round(t_eval, 4),
     }
+    for n, seconds in t_targeted.items():
+        out[f"targeted_{n}_epoch_s"] = round(seconds, 4)
+        out[f"targeted_{n}_over_cal"] = round(seconds / t_adv, 2)
     for key, value in out.items():
         print(f"{key:>24}: {value}")
     if args.out:

@@ -2,7 +2,8 @@
 # One check of a CUDA machine, every step logged under $OUT (else gpu_check_out/):
 #   1. the GPU (nvidia-smi, torch.cuda.get_device_name)           -> gpu_info.log
 #   2. the device-sensitive tests on cuda (pytest -m device)       -> device_tests.log
-#   3. one plain and one CAL epoch of the paper model, timed       -> epoch_time.json / .log
+#   3. one plain, one CAL and targeted (N = 256, 1,024) epochs of
+#      the paper model, timed                                     -> epoch_time.json / .log
 #   4. as much of grids/paper_short.yaml as fits in the budget     -> results/, sweep.log
 #      (records are written atomically: rerun to continue; needs the data, see CALKIT_DATA)
 # then steps.tsv (step, exit code, seconds) and summary.txt.
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dry-run) DRY=1 ;;
     --budget) BUDGET=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift

@@ -60,6 +60,10 @@ def test_gpu_check_dry_run_exercises_every_step_on_cpu(tmp_path):
     timing = json.loads((tmp_path / "epoch_time.json").read_text())
     assert timing["device"] == "cpu" and timing["plain_epoch_s"] > 0
     assert timing["cal_adversarial_epoch_s"] > 0
+    # Targeted SAL steps take all N target rows: at N = 4 batches an epoch does several CAL
+    # epochs' work (about 3.6x measured here; 1.5x leaves room for a noisy machine).
+    assert timing["targeted_256_epoch_s"] > 0
+    assert timing["targeted_1024_over_cal"] > 1.5
     assert "passed" in (tmp_path / "device_tests.log").read_text()
     assert "todo   cal-" in (tmp_path / "sweep.log").read_text()
     assert (tmp_path / "summary.txt").read_text().rstrip().endswith("gpu_check: OK")
