@@ -374,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                            help="extra #SBATCH directive, repeatable; write it with = "
                            "(--slurm-extra=--gres=gpu:1)")
     parser.add_argument(
-        "--results", default=None, help="results root (default: the repository's results/)"
+        "--results", default=None,
+        help="results root, where records and snapshots go (default: $CALKIT_RESULTS, else the "
+             "repository's results/)"
     )
     parser.add_argument("--rerun-stale", action="store_true",
                         help="recompute runs whose only records are stale, then delete those")
