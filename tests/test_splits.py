@@ -144,19 +144,51 @@ def test_shipped_sets_are_what_the_identity_names():
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_recomputed_smoke_sets_match_the_shipped_file(real_data):
-    """Every set but the covariate one is exact; UMAP is not bit-stable across machines, so
-    the covariate set (the sparsest 15 % of a UMAP density) must agree on most rows."""
+    """What a recompute reproduces on any machine, and what only on the same one.
+
+    Sets that do not pass through the UMAP embedding are exact. UMAP is bit-stable on one
+    machine but not across CPUs (numba compiles for the CPU at hand): the covariate set, the
+    sparsest 15 % of its density, then shares about three quarters of its rows with the shipped
+    file (338 of 450 on an AMD EPYC, 307 with numba's generic target; chance is 15 %), and the
+    clean splits, drawn from the rows outside every OOD set, are drawn from another pool.
+    """
     from calkit.pipeline import prepare_data
 
     shipped = prepare_data("mp2019", "smoke", progress=False, sets_source="shipped")
     computed = prepare_data("mp2019", "smoke", progress=False, sets_source="compute")
     assert shipped.sets_source == "shipped" and computed.sets_source == "computed"
-    for name in shipped.sets.columns:
-        a, b = shipped.sets[name].to_numpy(), computed.sets[name].to_numpy()
-        if name in (col.COVARIATE, col.TRAIN):
-            assert (a & b).sum() >= 0.9 * a.sum(), name
-        else:
-            assert (a == b).all(), name
+    embedding_dependent = {col.COVARIATE, col.TRAIN, *col.CLEAN_SPLITS}
+    for name in set(shipped.sets.columns) - embedding_dependent:
+        assert (shipped.sets[name].to_numpy() == computed.sets[name].to_numpy()).all(), name
+
+    shipped_paper = prepare_data("mp2019", "smoke", progress=False, sets_source="shipped",
+                                 protocol="paper")
+    computed_paper = prepare_data("mp2019", "smoke", progress=False, sets_source="compute",
+                                  protocol="paper")
+    for name in col.RANDOM_SPLITS:
+        assert (shipped_paper.sets[name] == computed_paper.sets[name]).all(), name
+
+    a, b = shipped.sets[col.COVARIATE].to_numpy(), computed.sets[col.COVARIATE].to_numpy()
+    assert a.sum() == b.sum()
+    assert (a & b).sum() >= 0.6 * a.sum(), f"covariate sets share {(a & b).sum()} of {a.sum()}"
+
+    all_sets = computed.sets
+    ood = all_sets[[c for c in all_sets.columns if c not in embedding_dependent
+                    and c not in col.RANDOM_SPLITS] + [col.COVARIATE]].any(axis=1).to_numpy()
+    for name in col.CLEAN_SPLITS:
+        split = all_sets[name].to_numpy()
+        assert not (split & ood).any(), name
+        assert abs(int(split.sum()) - int(shipped.sets[name].sum())) <= 0.05 * split.sum(), name
+
+    # On the machine at hand the embedding is a pure function of features and seed.
+    config = splits.SplitConfig()
+    again = splits.embed_2d(splits.standardize_all(computed.raw_features.to_numpy()),
+                            seed=config.seed, n_neighbors=config.umap_neighbors,
+                            min_dist=config.umap_min_dist, use_cache=False)
+    cached = splits.embed_2d(splits.standardize_all(computed.raw_features.to_numpy()),
+                             seed=config.seed, n_neighbors=config.umap_neighbors,
+                             min_dist=config.umap_min_dist)
+    assert np.array_equal(again, cached)
 
 
 def test_cluster_relation_marks_gaps_between_clusters_and_far_rows():
