@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 
 from calkit import columns as col
-from calkit.data import DatasetInfo, cache_dir, check_dataset_name, load_dataset, relation_ids
+from calkit.data import (
+    DATASETS,
+    DatasetInfo,
+    cache_dir,
+    check_dataset_name,
+    load_dataset,
+    relation_ids,
+)
 from calkit.features import FeatureScaler, featurize, scale_features
 from calkit.profiles import check_profile
 from calkit.splits import (
@@ -27,6 +34,7 @@ from calkit.splits import (
     load_shipped_sets,
     protocol_sets,
     save_sets,
+    set_agreement,
     shipped_sets_path,
     standardize_all,
     write_set_file,
@@ -288,6 +296,38 @@ def covariate_embedding(bundle: DataBundle, max_rows: int | None = None,
         min_dist=cfg.umap_min_dist,
     )
     return embedding, rows
+
+
+def recompute_agreement(dataset: str = "mp2019", profile: str = "smoke",
+                        progress: bool = False) -> pd.DataFrame:
+    """Build a data set's sets on this machine and compare them with its shipped file.
+
+    The shipped file defines the sets of every record; this measures how far the same rule,
+    run on the CPU at hand, reproduces it (UMAP is bit-stable on one machine, not across CPUs).
+
+    Args:
+        dataset: A registered data set with a shipped set file.
+        profile: Whose subsample to compare (``smoke``: mp2019's 3,000 rows, half a minute).
+        progress: Show progress bars.
+
+    Returns:
+        :func:`calkit.splits.set_agreement` of the shipped (reference) and recomputed sets,
+        every set of both protocols.
+
+    Raises:
+        ValueError: If the data set has no shipped set file for this profile.
+    """
+    info = DATASETS.get(dataset)
+    max_rows = effective_max_rows(info, check_profile(profile).max_rows) if info else None
+    if info is None or not uses_shipped_sets(info, info.default_target, SplitConfig(), max_rows):
+        raise ValueError(f"{dataset!r} has no shipped set file for the {profile!r} profile, so "
+                         "there is nothing to compare a recompute with; the registered data "
+                         "sets with one are those under calkit/resources/sets.")
+    bundle = prepare_data(dataset, profile, progress=progress, sets_source="shipped")
+    shipped = load_shipped_sets(shipped_sets_path(info.name, max_rows), bundle.frame[col.ID])
+    computed = compute_sets(bundle.frame, bundle.raw_features, SplitConfig(), dataset)
+    return set_agreement(shipped, computed).rename(
+        columns={"n reference": "n shipped", "n other": "n recomputed"})
 
 
 def write_shipped_sets(dataset: str, profile: str, progress: bool = True) -> Path:

@@ -389,6 +389,31 @@ def clean_splits(ood: np.ndarray, n_train: int, n_splits: int, seed: int) -> dic
     return out
 
 
+def set_agreement(reference: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+    """How far two flag tables over the same rows agree, set by set.
+
+    Args:
+        reference: Flags, one boolean column per set (e.g. a shipped set file).
+        other: Flags over the same rows (e.g. the sets recomputed on this machine).
+
+    Returns:
+        One row per set the two share: ``n reference``, ``n other``, ``shared`` (rows in both)
+        and ``identical`` (the same rows exactly).
+
+    Raises:
+        ValueError: If the tables cover different numbers of rows.
+    """
+    if len(reference) != len(other):
+        raise ValueError(f"the tables cover {len(reference)} and {len(other)} rows; compare flags "
+                         "over the same rows")
+    rows = {}
+    for name in [c for c in reference.columns if c in other.columns]:
+        a, b = reference[name].to_numpy(dtype=bool), other[name].to_numpy(dtype=bool)
+        rows[name] = {"n reference": int(a.sum()), "n other": int(b.sum()),
+                      "shared": int((a & b).sum()), "identical": bool((a == b).all())}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def protocol_sets(sets: pd.DataFrame, protocol: str = "clean") -> pd.DataFrame:
     """The OOD flags, the protocol's validation splits and the training rows.
 

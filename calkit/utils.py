@@ -58,6 +58,19 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    import platform
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def as_mask_dict(sets: SetMasks, n_rows: int) -> dict[str, np.ndarray]:
     """Convert a dict or DataFrame of boolean set flags into a dict of bool arrays.
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from calkit import columns as col
@@ -201,3 +202,24 @@ def test_cluster_relation_marks_gaps_between_clusters_and_far_rows():
     assert rel["outside_local"].tolist()[-3:] == [True, False, True]
     assert rel["outside_global"].tolist()[-3:] == [False, False, True]
     assert rel["outside_local"][:800].mean() == pytest.approx(0.05, abs=0.02)
+
+
+def test_set_agreement_counts_shared_rows_and_refuses_other_rows():
+    reference = pd.DataFrame({"a": [True, True, False, False], "b": [True, False, True, False]})
+    other = pd.DataFrame({"a": [True, False, True, False], "b": [True, False, True, False],
+                          "c": [True] * 4})
+    table = splits.set_agreement(reference, other)
+    assert list(table.index) == ["a", "b"]  # sets in both tables only
+    assert table.loc["a"].tolist() == [2, 2, 1, False]
+    assert table.loc["b"].tolist() == [2, 2, 2, True]
+    with pytest.raises(ValueError, match="same rows"):
+        splits.set_agreement(reference, other.iloc[:3])
+
+
+def test_recompute_agreement_names_what_has_no_shipped_file(tmp_path):
+    from calkit.pipeline import recompute_agreement
+
+    path = tmp_path / "mine.csv"
+    pd.DataFrame({"formula": ["NaCl", "MgO"], "y": [1.0, 2.0]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="no shipped set file"):
+        recompute_agreement(str(path))
