@@ -60,19 +60,7 @@ from calkit.methods.cal import CALSchedule
 from calkit.models import build_model, linear_shapes, parameter_count
 from calkit.profiles import cal_config
 from calkit.sal import sal_step
-
-
-def matmul_rate(n: int = 4096, reps: int = 5) -> float:
-    """Float32 matmul FLOP/s of a large square ``torch.mm`` (best of ``reps``)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = math.inf
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
-
+from calkit.utils import matmul_rate
 
 N_HELD_OUT = 5 * 512
 """Rows :func:`make_data` adds after the training rows (five validation splits)."""

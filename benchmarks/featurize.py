@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from epoch_cost import matmul_rate  # this folder is on sys.path when the script runs
 
 from calkit.data import _read_csv, fetch
 from calkit.fast_features import element_tables, featurize_fast
 from calkit.features import _featurize_chunk
+from calkit.utils import matmul_rate
 
 
 def clear_parse_cache() -> None:

@@ -651,8 +651,27 @@ def run_overview(records: list[dict]) -> pd.DataFrame:
             "EMA in warm-up": rec.get("ema_selected_in_warmup"), "diverged": rec.get("diverged"),
             "w frozen": rec.get("w_frozen"), "wall s": rec.get("wall_seconds"),
             "run s": _run_seconds(rec), "resumes": len(rec.get("resumed", [])),
+            "matmul GFLOP/s": rec.get("hardware", {}).get("matmul_gflops", np.nan),
             "commit": (rec.get("git_commit") or "")[:8]})
     return pd.DataFrame(rows)
+
+
+def machine_summary(record: dict) -> str:
+    """Where a record ran, with the yardstick its times should be read against.
+
+    Machines that run calkit differ about 3x in speed, so every quoted time comes with the
+    float32 matmul rate the run measured on its own device and thread count (records made
+    before that rate was stored say so).
+    """
+    hw = record.get("hardware", {})
+    where = hw.get("gpu") or hw.get("cpu") or hw.get("platform", "unknown machine")
+    threads = hw.get("torch_threads")
+    threads_text = "" if threads is None else f", {threads} torch thread{'s' * (threads != 1)}"
+    rate = hw.get("matmul_gflops")
+    rate_text = ("matmul rate not recorded" if rate is None
+                 else f"{rate:.1f} GFLOP/s float32 matmul")
+    cores = hw.get("cpu_count", "?")
+    return f"{hw.get('device', '?')} ({where}{threads_text}, {cores} cores; {rate_text})"
 
 
 def _run_seconds(record: dict) -> float | None:

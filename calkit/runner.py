@@ -71,7 +71,7 @@ def environment_info(device: str) -> dict:
 
     import torch
 
-    from calkit.utils import select_device
+    from calkit.utils import cpu_model, run_matmul_gflops, select_device
 
     versions = {}
     for package in ("calkit", "torch", "numpy", "pandas", "scikit-learn", "matminer",
@@ -93,6 +93,9 @@ def environment_info(device: str) -> dict:
             "torch_threads": torch.get_num_threads(),
             "device": str(resolved),
             "gpu": torch.cuda.get_device_name(resolved) if resolved.type == "cuda" else None,
+            "cpu": cpu_model(),
+            # The run's own yardstick (same device and thread count): machines differ ~3x.
+            "matmul_gflops": run_matmul_gflops(str(resolved), torch.get_num_threads()),
         },
     }
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import random
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -56,6 +59,44 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
             f"device {device!r} requested but CUDA is not available; use device='auto' or 'cpu'."
         )
     return dev
+
+
+def matmul_rate(n: int = 4096, reps: int = 5, device: str | torch.device = "cpu") -> float:
+    """Float32 FLOP/s of a square ``torch.mm`` of size ``n`` on ``device`` (best of ``reps``).
+
+    The yardstick every time in calkit is quoted against: the machines that run it differ
+    about 3x in speed, so a time means little without the rate of the machine that took it.
+    It uses the current torch thread count.
+    """
+    dev = select_device(device)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen).to(dev)
+    b = torch.randn(n, n, generator=gen).to(dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    torch.mm(a, b)
+    sync()
+    best = math.inf
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+@functools.cache
+def run_matmul_gflops(device: str, threads: int) -> float:
+    """:func:`matmul_rate` in GFLOP/s (n = 1024), once per process, device and thread count.
+
+    Small enough (about 0.1 s on one CPU core) to store with every run record, so that a
+    record's wall time can be read against the rate of the machine that took it.
+    """
+    del threads  # part of the cache key: the rate is measured under the caller's thread count
+    return round(matmul_rate(1024, reps=3, device=device) / 1e9, 1)
 
 
 def cpu_model() -> str:

@@ -332,3 +332,17 @@ def test_run_overview_counts_the_epochs_before_a_resume():
     table = reporting.run_overview([whole, resumed]).set_index("seed")
     assert table.loc[0, "run s"] == 100.0 and table.loc[0, "resumes"] == 0
     assert table.loc[1, "run s"] == 110.0 and table.loc[1, "resumes"] == 2
+
+
+def test_machine_summary_quotes_the_matmul_rate_or_says_it_is_missing():
+    hardware = {"device": "cpu", "cpu": "Some CPU", "torch_threads": 1, "cpu_count": 2,
+                "gpu": None, "platform": "Linux"}
+    new = reporting.machine_summary({"hardware": {**hardware, "matmul_gflops": 74.4}})
+    old = reporting.machine_summary({"hardware": hardware})
+    assert "74.4 GFLOP/s" in new and "Some CPU" in new and "1 torch thread," in new
+    assert "not recorded" in old and "GFLOP/s" not in old
+    overview = reporting.run_overview([
+        {**_record("cal", 0, _base_losses(0.0)), "hardware": {**hardware, "matmul_gflops": 74.4}},
+        {**_record("cal", 1, _base_losses(0.0)), "hardware": hardware}]).set_index("seed")
+    assert overview.loc[0, "matmul GFLOP/s"] == 74.4
+    assert np.isnan(overview.loc[1, "matmul GFLOP/s"])

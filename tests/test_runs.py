@@ -137,6 +137,8 @@ def test_a_new_method_runs_end_to_end_and_records(toy_method, tiny_bundle, tmp_p
     assert set(record["metrics"]) == {"raw", "ema", "raw_last", "ema_last"}
     assert record["epochs_run"] == 2
     assert record["resolved"]["threads"] == record["hardware"]["torch_threads"] == 1
+    # Its time can be read against the machine: the run measured its own matmul rate.
+    assert record["hardware"]["matmul_gflops"] > 0 and record["hardware"]["cpu"]
     assert not store.is_stale(record)
     # A finished run is never computed again.
     stamp = path.stat().st_mtime_ns
