@@ -92,7 +92,7 @@ def matmul_rate(n: int = 4096, reps: int = 5, device: str | torch.device = "cpu"
 def run_matmul_gflops(device: str, threads: int) -> float:
     """:func:`matmul_rate` in GFLOP/s (n = 1024), once per process, device and thread count.
 
-    Small enough (about 0.1 s on one CPU core) to store with every run record, so that a
+    Cheap enough (0.2 s measured on one busy CPU core) to store with every run record, so that a
     record's wall time can be read against the rate of the machine that took it.
     """
     del threads  # part of the cache key: the rate is measured under the caller's thread count
