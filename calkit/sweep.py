@@ -23,12 +23,12 @@ Each run's record is written atomically when it finishes, and an IR-net or CAL-f
 snapshot of its state after every epoch, so an interrupted sweep (Ctrl-C, a closed session, a
 lost worker) loses at most the epochs in flight: the next call skips every run whose record
 exists and resumes the unfinished ones at their last finished epoch, with the same numbers
-(``--dry-run`` lists them as ``part``). Runs that start from a baseline (registry:
-``needs_baseline``) are scheduled after the others have finished. A run whose request has a
-record under another id (the code now computes something else) is *stale*: it is listed, and
-recomputed only with ``--rerun-stale``, which then removes the superseded record. Every run
-computes with its profile's fixed thread count, so the number of workers never changes a
-number.
+(``--dry-run`` lists them as ``part``, with the epochs done and the time left). Runs that
+start from a baseline (registry: ``needs_baseline``) are scheduled after the others have
+finished. A run whose request has a record under another id (the code now computes
+something else) is *stale*: it is listed, and recomputed only with ``--rerun-stale``, which
+then removes the superseded record. Every run computes with its profile's fixed thread count,
+so the number of workers never changes a number.
 
 One engine runs the grid: with ``--jobs 1`` (and no scheduler) the runs execute one after the
 other in this process; otherwise every run is a Dask task (``dask`` and ``distributed``, the
@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import shutil
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -54,6 +55,7 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
+from calkit.engine import SnapshotProgress, read_snapshot_progress
 from calkit.methods import get_method
 from calkit.profiles import PROFILES, check_profile
 from calkit.runs import RunConfig
@@ -162,6 +164,78 @@ def plan(configs: list[RunConfig], root: str | Path | None = None
         if old:
             stale[config.run_id] = old
     return done, todo, stale
+
+
+PROGRESS_POLL_SECONDS = 60.0
+"""How often a running sweep reads its unfinished runs' snapshots for the progress bar."""
+
+
+def _duration(seconds: float) -> str:
+    return (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+            if seconds < 7200 else f"{seconds / 3600:.1f} h")
+
+
+def describe_progress(progress: SnapshotProgress, total_epochs: int,
+                      patience: int | None = None) -> str:
+    """One line on an unfinished run: epochs done, time spent, and time left at the recent pace.
+
+    The time left counts every planned epoch (early stopping can only shorten a run) at the
+    last epochs' pace, which is the adversarial pace once a CAL run is past its warm-up. With
+    ``patience``, the line also says when early stopping ends the run if validation does not
+    improve.
+    """
+    text = (f"epoch {progress.epochs_run} of {total_epochs} done, "
+            f"{_duration(progress.seconds)} of epochs so far")
+    left = max(total_epochs - progress.epochs_run, 0)
+    stop_at = progress.epochs_run + (patience - progress.bad_epochs) if patience else None
+    if left and stop_at is not None and stop_at < total_epochs:
+        text += (f"; it stops after epoch {stop_at} unless the validation loss improves "
+                 f"(patience {patience}, {progress.bad_epochs} epochs without a new best)")
+    if left and progress.warming_up:
+        text += "; still in the CAL warm-up, whose epochs cost far less than the adversarial ones"
+    elif left and progress.recent_epoch_seconds > 0:
+        text += (f"; up to about {_duration(left * progress.recent_epoch_seconds)} left at the "
+                 "last epochs' pace")
+    return text
+
+
+def snapshot_progress(configs: list[RunConfig], root: str | Path | None = None
+                      ) -> dict[str, tuple[SnapshotProgress, int, int]]:
+    """``run_id -> (progress, planned epochs, patience)`` for every unrecorded run's snapshot."""
+    out = {}
+    for config in configs:
+        if record_path(config.run_id, config.profile, root).is_file():
+            continue
+        progress = read_snapshot_progress(snapshot_path(config.run_id, config.profile, root))
+        if progress is not None:
+            train = config.resolve().train
+            out[config.run_id] = (progress, train.epochs, train.patience)
+    return out
+
+
+@contextlib.contextmanager
+def _progress_postfix(bar: tqdm, configs: list[RunConfig], root: str | Path | None,
+                      every: float) -> Iterator[None]:
+    """Show each unfinished run's epoch count on ``bar`` while the block runs.
+
+    A run can take hours, and the bar only counts whole runs; the workers' snapshots (written
+    after every epoch to the shared results folder) tell how far each one is.
+    """
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(every):
+            shown = snapshot_progress(configs, root)
+            bar.set_postfix_str("; ".join(f"{run_id} {p.epochs_run}/{total}"
+                                          for run_id, (p, total, _) in shown.items()))
+
+    thread = threading.Thread(target=watch, name="calkit-sweep-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _import_distributed():
@@ -315,25 +389,28 @@ def run_sweep(
 
     first = [c for c in todo if not get_method(c.method).needs_baseline]
     later = [c for c in todo if get_method(c.method).needs_baseline]
+    watching = (_progress_postfix(bar, todo, root, PROGRESS_POLL_SECONDS) if progress
+                else contextlib.nullcontext())
     try:
-        if not use_dask:
-            for config in first + later:
-                report(config, runner(config, root_s))
-        else:
-            distributed = _import_distributed()
-            with dask_client(scheduler, jobs, cluster) as client:
-                if not client.scheduler_info().get("workers"):
-                    print("[sweep] the Dask cluster has no workers yet; the runs wait for them")
-                for batch in (first, later):  # the second phase starts from the first's records
-                    futures = {client.submit(_task, runner, c, root_s, pure=False,
-                                             retries=TASK_RETRIES): c for c in batch}
-                    for future in distributed.as_completed(futures):
-                        config = futures[future]
-                        try:
-                            outcome = future.result()
-                        except Exception:  # lost more often than allowed, or not unpickled
-                            outcome = (config.run_id, 0.0, traceback.format_exc())
-                        report(config, outcome)
+        with watching:
+            if not use_dask:
+                for config in first + later:
+                    report(config, runner(config, root_s))
+            else:
+                distributed = _import_distributed()
+                with dask_client(scheduler, jobs, cluster) as client:
+                    if not client.scheduler_info().get("workers"):
+                        print("[sweep] the Dask cluster has no workers yet; the runs wait for them")
+                    for batch in (first, later):  # the second phase starts from the first's records
+                        futures = {client.submit(_task, runner, c, root_s, pure=False,
+                                                 retries=TASK_RETRIES): c for c in batch}
+                        for future in distributed.as_completed(futures):
+                            config = futures[future]
+                            try:
+                                outcome = future.result()
+                            except Exception:  # lost more often than allowed, or not unpickled
+                                outcome = (config.run_id, 0.0, traceback.format_exc())
+                            report(config, outcome)
     finally:
         bar.close()
     return failures
@@ -391,11 +468,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         done, _, stale = plan(configs, args.results)
         done_ids = {c.run_id for c in done}
+        partial = snapshot_progress(configs, args.results)
         for c in configs:
             state = "done" if c.run_id in done_ids else "stale" if c.run_id in stale else "todo"
             if state == "todo" and snapshot_path(c.run_id, c.profile, args.results).is_file():
                 state = "part"  # an interrupted run: it resumes from its snapshot
             print(f"{state:5s}  {c.run_id}  {c}")
+            if c.run_id in partial:
+                print(f"       {describe_progress(*partial[c.run_id])}")
         return 0
     if args.cluster and args.scheduler:
         print("calkit sweep: give --scheduler or --cluster, not both", file=sys.stderr)

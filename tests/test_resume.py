@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from test_cal import quick_cfg, shifted_regression, small_net
 
 from calkit import runner, store, sweep
-from calkit.engine import Snapshot, SnapshotError, TrainingEngine
+from calkit.engine import (
+    Snapshot,
+    SnapshotError,
+    SnapshotProgress,
+    TrainingEngine,
+    read_snapshot_progress,
+)
 from calkit.methods.cal import fit_cal
 from calkit.runs import RunConfig
 
@@ -120,9 +128,50 @@ def test_an_interrupted_run_resumes_to_the_same_record(tiny_bundle, tmp_path, mo
     grid.write_text(f"name: t\nseeds: [0]\nruns:\n  - {{method: {method}, epochs: 4}}\n")
     capsys.readouterr()
     assert sweep.main([str(grid), "--profile", "smoke", "--results", str(root), "--dry-run"]) == 0
-    assert capsys.readouterr().out.startswith(f"part   {config.run_id}")
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0].startswith(f"part   {config.run_id}")
+    assert listing[1].strip().startswith("epoch 2 of 4 done"), listing
+    pace = "still in the CAL warm-up" if method == "cal" else "left at the last epochs' pace"
+    assert pace in listing[1], listing
     record = runner.run_experiment(config, root=root, progress=False, bundle=tiny_bundle)
     assert record["metrics"] == whole["metrics"]
     assert record["predictions"] == whole["predictions"]
     assert [r["epoch"] for r in record["resumed"]] == [2] and "resumed" not in whole
     assert not snapshot.exists()  # the record is written: the snapshot has done its work
+
+
+def fake_snapshot(path, seconds, phases, bad_epochs):
+    history = [{"epoch": i, "seconds": t, **({} if p is None else {"phase": p})}
+               for i, (t, p) in enumerate(zip(seconds, phases, strict=True))]
+    torch.save({"history": history, "bookkeeping": {"bad_epochs": bad_epochs}}, path)
+
+
+def test_snapshot_progress_reads_the_pace_of_the_current_phase(tmp_path):
+    path = tmp_path / "run.snapshot.pt"
+    fake_snapshot(path, [10, 10, 400, 500], [0.0, 0.0, 1.0, 1.0], bad_epochs=3)
+    progress = read_snapshot_progress(path)
+    assert progress == SnapshotProgress(4, 920.0, 450.0, warming_up=False, bad_epochs=3)
+    text = sweep.describe_progress(progress, total_epochs=60, patience=20)
+    assert text.startswith("epoch 4 of 60 done, 15 min of epochs so far")
+    assert "stops after epoch 21 unless the validation loss improves" in text
+    assert "up to about 7.0 h left" in text  # 56 epochs at 450 s
+    fake_snapshot(path, [10, 12], [0.0, 0.0], bad_epochs=0)
+    assert "still in the CAL warm-up" in sweep.describe_progress(read_snapshot_progress(path), 60)
+    path.write_bytes(path.read_bytes()[:50])
+    assert read_snapshot_progress(path) is None
+    assert read_snapshot_progress(tmp_path / "missing.pt") is None
+
+
+def test_a_running_sweep_shows_each_unfinished_runs_epochs(tmp_path, monkeypatch, capsys):
+    config = RunConfig(method="baseline", profile="smoke", epochs=4)
+    snapshot = store.snapshot_path(config.run_id, "smoke", tmp_path)
+    snapshot.parent.mkdir(parents=True)
+    fake_snapshot(snapshot, [1.0, 1.0, 1.0], [None] * 3, bad_epochs=0)
+    monkeypatch.setattr(sweep, "PROGRESS_POLL_SECONDS", 0.02)
+
+    def slow_runner(cfg, root):
+        time.sleep(0.5)  # the watcher polls about 25 times meanwhile
+        return cfg.run_id, 0.5, None
+
+    assert sweep.run_sweep([config], jobs=1, root=tmp_path, runner=slow_runner) == {}
+    assert f"{config.run_id} 3/4" in capsys.readouterr().err
