@@ -10,6 +10,7 @@ is "lower is better: a relative change of -10 % means the second method's loss i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
@@ -663,15 +664,40 @@ def machine_summary(record: dict) -> str:
     float32 matmul rate the run measured on its own device and thread count (records made
     before that rate was stored say so).
     """
+    rate = record.get("hardware", {}).get("matmul_gflops")
+    rate_text = ("matmul rate not recorded" if rate is None
+                 else f"{rate:.1f} GFLOP/s float32 matmul")
+    return _machine(record, rate_text)
+
+
+def _machine(record: dict, tail: str) -> str:
     hw = record.get("hardware", {})
     where = hw.get("gpu") or hw.get("cpu") or hw.get("platform", "unknown machine")
     threads = hw.get("torch_threads")
     threads_text = "" if threads is None else f", {threads} torch thread{'s' * (threads != 1)}"
-    rate = hw.get("matmul_gflops")
-    rate_text = ("matmul rate not recorded" if rate is None
-                 else f"{rate:.1f} GFLOP/s float32 matmul")
     cores = hw.get("cpu_count", "?")
-    return f"{hw.get('device', '?')} ({where}{threads_text}, {cores} cores; {rate_text})"
+    return f"{hw.get('device', '?')} ({where}{threads_text}, {cores} cores{tail and '; ' + tail})"
+
+
+def machines_summary(records: Sequence[dict], shown: int = 3) -> str:
+    """The machines a group of records ran on, and the matmul rates they measured.
+
+    A group of runs made over several sessions mixes machines and records from before the
+    rate was stored; quoting only one record's machine would hide both.
+    """
+    places = sorted({_machine(r, "") for r in records})
+    more = f" and {len(places) - shown} more" if len(places) > shown else ""
+    rates = [r["hardware"]["matmul_gflops"] for r in records
+             if r.get("hardware", {}).get("matmul_gflops") is not None]
+    if not rates:
+        rate_text = "matmul rate not recorded"
+    else:
+        low, high = min(rates), max(rates)
+        span = f"{low:.1f}" if high - low < 0.05 else f"{low:.1f}-{high:.1f}"
+        rate_text = (f"{span} GFLOP/s float32 matmul, measured by {len(rates)} of "
+                     f"{len(records)} runs (older records predate it)" if len(rates) < len(records)
+                     else f"{span} GFLOP/s float32 matmul")
+    return f"{'; '.join(places[:shown])}{more}; {rate_text}"
 
 
 def _run_seconds(record: dict) -> float | None:

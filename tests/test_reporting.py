@@ -346,3 +346,9 @@ def test_machine_summary_quotes_the_matmul_rate_or_says_it_is_missing():
         {**_record("cal", 1, _base_losses(0.0)), "hardware": hardware}]).set_index("seed")
     assert overview.loc[0, "matmul GFLOP/s"] == 74.4
     assert np.isnan(overview.loc[1, "matmul GFLOP/s"])
+    group = reporting.machines_summary([{"hardware": {**hardware, "matmul_gflops": 74.4}},
+                                        {"hardware": {**hardware, "matmul_gflops": 70.0}},
+                                        {"hardware": {**hardware, "cpu": "Other CPU"}}])
+    assert group.count("Some CPU") == 1 and "Other CPU" in group
+    assert "70.0-74.4 GFLOP/s float32 matmul, measured by 2 of 3 runs" in group
+    assert "not recorded" in reporting.machines_summary([{"hardware": hardware}])
