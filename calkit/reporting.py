@@ -650,11 +650,48 @@ def run_overview(records: list[dict]) -> pd.DataFrame:
             "EMA epoch": rec.get("ema_selected_epoch"),
             "selected in warm-up": rec.get("selected_in_warmup"),
             "EMA in warm-up": rec.get("ema_selected_in_warmup"), "diverged": rec.get("diverged"),
+            "stopped early": rec.get("stopped_early"),
             "w frozen": rec.get("w_frozen"), "wall s": rec.get("wall_seconds"),
             "run s": _run_seconds(rec), "resumes": len(rec.get("resumed", [])),
             "matmul GFLOP/s": rec.get("hardware", {}).get("matmul_gflops", np.nan),
             "commit": (rec.get("git_commit") or "")[:8]})
     return pd.DataFrame(rows)
+
+
+def _best_in_warmup(record: dict) -> bool | None:
+    """Whether a CAL-family run's best validation loss came from a warm-up epoch."""
+    history = record.get("history") or {}
+    val, phase = history.get("val_loss"), history.get("phase")
+    if not val or not phase:
+        return None
+    best = int(np.nanargmin(np.asarray(val, dtype=float)))
+    return phase[best] == 0.0
+
+
+def early_stopping_table(records: list[dict]) -> pd.DataFrame:
+    """Per kind of run: how many runs early stopping ended, and after how many epochs.
+
+    ``of which best in warm-up`` counts the ended runs whose best validation loss came from a
+    CAL warm-up epoch, so no adversarial epoch ever beat it. Fine-tunes are left out (they
+    stop on their held-out target rows, by their own rule).
+    """
+    overview = run_overview(records)
+    if not len(overview):
+        return pd.DataFrame()
+    overview["best in warm-up"] = [_best_in_warmup(rec) for rec in records]
+    overview = overview[~overview["method"].str.startswith("finetune")]
+    rows = []
+    for (method, target, n_target), group in overview.groupby(["method", "target", "N"]):
+        base, _, overrides = method.partition("[")
+        label = run_label(base, target, n_target) + (f" [{overrides}" if overrides else "")
+        stopped = group[group["stopped early"].eq(True)]  # None: a record without the flag
+        epochs = stopped["epochs run"]
+        rows.append({
+            "run": label, "runs": len(group), "stopped early": len(stopped),
+            "epochs run when stopped": (f"{int(epochs.min())}-{int(epochs.max())}"
+                                        if len(epochs) else "-"),
+            "of which best in warm-up": int(stopped["best in warm-up"].eq(True).sum())})
+    return pd.DataFrame(rows).set_index("run")
 
 
 def machine_summary(record: dict) -> str:

@@ -352,3 +352,26 @@ def test_machine_summary_quotes_the_matmul_rate_or_says_it_is_missing():
     assert group.count("Some CPU") == 1 and "Other CPU" in group
     assert "70.0-74.4 GFLOP/s float32 matmul, measured by 2 of 3 runs" in group
     assert "not recorded" in reporting.machines_summary([{"hardware": hardware}])
+
+
+def test_early_stopping_table_counts_the_runs_it_ended_by_kind():
+    def run(method, seed, stopped, epochs, target=None, n=0, best_epoch=2):
+        val = [0.5] * epochs
+        val[best_epoch] = 0.1
+        return {**_record(method, seed, _base_losses(0.0), target, n),
+                "stopped_early": stopped, "epochs_run": epochs,
+                "history": {"val_loss": val, "phase": [float(e >= 5) for e in range(epochs)]}}
+
+    table = reporting.early_stopping_table([
+        run("targeted", 0, True, 26, col.PRIOR, 1024),
+        run("targeted", 1, True, 30, col.PRIOR, 1024, best_epoch=9),
+        run("targeted", 2, False, 60, col.PRIOR, 1024), run("cal", 0, False, 60),
+        {**_record("cal", 1, _base_losses(0.0)), "epochs_run": 60},  # a record without the flag
+        run("finetune", 0, True, 12, col.PRIOR, 1024)])
+    prior = reporting.run_label("targeted", col.PRIOR, 1024)
+    assert table.loc[prior, "runs"] == 3 and table.loc[prior, "stopped early"] == 2
+    assert table.loc[prior, "epochs run when stopped"] == "26-30"
+    assert table.loc[prior, "of which best in warm-up"] == 1  # seed 1's best came at epoch 9
+    assert table.loc["CAL", "stopped early"] == 0 and table.loc["CAL", "runs"] == 2
+    assert not any(name.startswith("fine-tune") for name in table.index)
+    assert reporting.early_stopping_table([]).empty
