@@ -188,6 +188,9 @@ def describe_progress(progress: SnapshotProgress, total_epochs: int,
             f"{_duration(progress.seconds)} of epochs so far")
     left = max(total_epochs - progress.epochs_run, 0)
     stop_at = progress.epochs_run + (patience - progress.bad_epochs) if patience else None
+    if left and stop_at is not None and stop_at <= progress.epochs_run:
+        return (text + f"; early stopping has ended it ({progress.bad_epochs} epochs without a "
+                "new best validation loss): only its final evaluation is left")
     if left and stop_at is not None and stop_at < total_epochs:
         text += (f"; it stops after epoch {stop_at} unless the validation loss improves "
                  f"(patience {patience}, {progress.bad_epochs} epochs without a new best)")

@@ -155,6 +155,8 @@ def test_snapshot_progress_reads_the_pace_of_the_current_phase(tmp_path):
     assert text.startswith("epoch 4 of 60 done, 15 min of epochs so far")
     assert "stops after epoch 21 unless the validation loss improves" in text
     assert "up to about 7.0 h left" in text  # 56 epochs at 450 s
+    ended = sweep.describe_progress(SnapshotProgress(25, 9e3, 450.0, bad_epochs=20), 60, 20)
+    assert "early stopping has ended it" in ended and "left at" not in ended
     fake_snapshot(path, [10, 12], [0.0, 0.0], bad_epochs=0)
     assert "still in the CAL warm-up" in sweep.describe_progress(read_snapshot_progress(path), 60)
     path.write_bytes(path.read_bytes()[:50])
