@@ -291,6 +291,28 @@ def control_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, st
     return out
 
 
+FULL_BUDGET_TARGETED = "targeted[patience=60]"
+"""Targeted CAL with a patience equal to the cpu budget: early stopping never ends it."""
+
+
+def budget_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str, float]]:
+    """Does early stopping cut targeted CAL short? (``grids/targeted_budget.yaml``)."""
+    out = []
+    for target, n in targeted_pairs(records):
+        label = f"{col.set_label(target)}, N={n}"
+        full = (FULL_BUDGET_TARGETED, target, n)
+        out += [(f"no early stopping vs targeted CAL on {label}", ("targeted", target, n), full,
+                 target, np.nan),
+                (f"targeted CAL, no early stopping, vs fine-tuning on {label}",
+                 ("finetune", target, n), full, target, np.nan)]
+    return out
+
+
+def budget_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """:func:`budget_comparisons` paired by seed, Holm-corrected as a family of their own."""
+    return _directional(_comparison_rows(records, budget_comparisons(records), which))
+
+
 def _comparison_rows(records: list[dict], comparisons: list, which: str) -> list[dict]:
     frame = metrics_frame(records, which)
     rows = []

@@ -375,3 +375,20 @@ def test_early_stopping_table_counts_the_runs_it_ended_by_kind():
     assert table.loc["CAL", "stopped early"] == 0 and table.loc["CAL", "runs"] == 2
     assert not any(name.startswith("fine-tune") for name in table.index)
     assert reporting.early_stopping_table([]).empty
+
+
+def test_budget_table_pairs_targeted_cal_with_and_without_early_stopping_by_seed():
+    records = []
+    for s in range(3):
+        records.append(_record("finetune", s, {col.PRIOR: 0.010}, col.PRIOR, 1024))
+        records.append(_record("targeted", s, {col.PRIOR: 1.0 + 0.1 * s}, col.PRIOR, 1024))
+        full = _record("targeted", s, {col.PRIOR: 2.0 + 0.2 * s}, col.PRIOR, 1024)
+        full["request"]["overrides"] = [["patience", 60]]
+        records.append(full)
+    table = reporting.budget_table(records)
+    label = f"{col.set_label(col.PRIOR)}, N=1024"
+    row = table.loc[f"no early stopping vs targeted CAL on {label}"]
+    assert row["n"] == 3 and row["estimate"] == pytest.approx(1.0) and row["verdict"] == "higher"
+    assert f"targeted CAL, no early stopping, vs fine-tuning on {label}" in table.index
+    assert len(table) == 2  # a family of its own: the controls table is untouched
+    assert reporting.budget_table(records[:2]).empty
