@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import shutil
 import sys
 import threading
@@ -202,6 +203,13 @@ def describe_progress(progress: SnapshotProgress, total_epochs: int,
     return text
 
 
+@functools.cache
+def _epochs_and_patience(config: RunConfig) -> tuple[int, int]:
+    """A run's planned epochs and patience, resolved once (the watcher asks every minute)."""
+    train = config.resolve().train
+    return train.epochs, train.patience
+
+
 def snapshot_progress(configs: list[RunConfig], root: str | Path | None = None
                       ) -> dict[str, tuple[SnapshotProgress, int, int]]:
     """``run_id -> (progress, planned epochs, patience)`` for every unrecorded run's snapshot."""
@@ -211,8 +219,7 @@ def snapshot_progress(configs: list[RunConfig], root: str | Path | None = None
             continue
         progress = read_snapshot_progress(snapshot_path(config.run_id, config.profile, root))
         if progress is not None:
-            train = config.resolve().train
-            out[config.run_id] = (progress, train.epochs, train.patience)
+            out[config.run_id] = (progress, *_epochs_and_patience(config))
     return out
 
 
