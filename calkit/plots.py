@@ -494,3 +494,38 @@ def risk_coverage_curves(curves: dict[str, pd.DataFrame]) -> plt.Figure:
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def budget_curves(curves: pd.DataFrame, stops: pd.Series | None = None) -> plt.Figure:
+    """Targeted CAL run to its full budget: one panel per measure, one line per seed.
+
+    Args:
+        curves: :func:`calkit.reporting.budget_histories`.
+        stops: ``seed -> epochs`` of the early-stopped twin runs; drawn as a band of the
+            epochs where early stopping ended them.
+
+    Returns:
+        A figure with the warm-up shaded and the loss on a log scale.
+    """
+    measures = list(dict.fromkeys(curves["measure"]))
+    fig, axes = plt.subplots(1, max(len(measures), 1), figsize=(4.2 * max(len(measures), 1), 3.6),
+                             sharex=True, squeeze=False)
+    for ax, measure in zip(axes[0], measures, strict=False):  # no measures: one empty panel
+        part = curves[curves["measure"] == measure]
+        for k, (seed, rows) in enumerate(part.groupby("seed")):
+            ax.plot(rows["epoch"], rows["loss"], lw=1.1, color=f"C{k}", label=f"seed {seed}")
+        warm = part.loc[~part["adversarial"].astype(bool), "epoch"]
+        if len(warm):
+            ax.axvspan(0.5, warm.max() + 0.5, color="#eeeeee", zorder=0, label="warm-up")
+        if stops is not None and len(stops):
+            ax.axvspan(stops.min() - 0.5, stops.max() + 0.5, color="#ffd8a8", alpha=0.6, zorder=0,
+                       label="early stopping ended the twin run")
+        ax.set_yscale("log")
+        ax.set_title(measure, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("smooth-L1 loss")
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=min(len(labels), 7), loc="lower center",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

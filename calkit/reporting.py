@@ -10,6 +10,7 @@ is "lower is better: a relative change of -10 % means the second method's loss i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
@@ -311,6 +312,97 @@ def budget_comparisons(records: list[dict]) -> list[tuple[str, tuple, tuple, str
 def budget_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
     """:func:`budget_comparisons` paired by seed, Holm-corrected as a family of their own."""
     return _directional(_comparison_rows(records, budget_comparisons(records), which))
+
+
+def _budget_pairs(records: list[dict], target: str, n_target: int) -> dict[int, tuple[dict, dict]]:
+    """``seed -> (targeted CAL record, the same run without early stopping)`` on one target.
+
+    The twin is the record whose request is the full-budget run's without its overrides, so a
+    record of another protocol, data set or target draw is never paired.
+    """
+    def identity(request: dict) -> str:
+        # Fields left at None are dropped: older records omit fields added since (``target``).
+        return json.dumps({k: v for k, v in request.items()
+                           if k != "overrides" and v is not None}, sort_keys=True)
+
+    plain = {identity(r["request"]): r for r in records
+             if method_key(r["request"]) == "targeted"}
+    pairs = {}
+    for full in records:
+        req = full["request"]
+        if (method_key(req) == FULL_BUDGET_TARGETED and req.get("target_set") == target
+                and int(req.get("n_target") or 0) == n_target and identity(req) in plain):
+            pairs[int(req["seed"])] = (plain[identity(req)], full)
+    return dict(sorted(pairs.items()))
+
+
+BUDGET_HISTORY = {"val_loss": "validation, raw model", "ema_val_loss": "validation, EMA model"}
+"""History columns :func:`budget_histories` follows besides the target set's raw-model loss."""
+
+
+def budget_histories(records: list[dict], target: str, n_target: int) -> pd.DataFrame:
+    """Per epoch: the losses that decide early stopping, and the target set's, for the budget study.
+
+    Only the raw model's loss on the evaluated target set (the target set minus its N rows) is
+    kept per epoch; the EMA model's is measured once, at the end.
+
+    Returns:
+        Long frame ``seed, epoch, measure, loss, adversarial`` (epochs counted from 1) from
+        each run without early stopping whose early-stopped twin is stored; ``adversarial`` is
+        false in the warm-up.
+    """
+    columns = {f"{target}/loss": f"{col.set_label(target)} (minus the N rows), raw model",
+               **BUDGET_HISTORY}
+    rows = []
+    for seed, (_, full) in _budget_pairs(records, target, n_target).items():
+        history = full.get("history") or {}
+        phase = history.get("phase") or []
+        for key, measure in columns.items():
+            for epoch, loss in enumerate(history.get(key) or []):
+                rows.append({"seed": seed, "epoch": epoch + 1, "measure": measure, "loss": loss,
+                             "adversarial": epoch < len(phase) and phase[epoch] != 0.0})
+    return pd.DataFrame(rows, columns=["seed", "epoch", "measure", "loss", "adversarial"])
+
+
+def budget_twins(records: list[dict], target: str, n_target: int) -> pd.DataFrame:
+    """Per seed: where early stopping ended targeted CAL, and what the full run did after.
+
+    The two runs differ only in their patience, so up to the early-stopped run's last epoch
+    their histories should be equal; ``largest difference before the stop`` checks it over
+    every per-epoch loss both histories hold (0 means bit-for-bit the same run).
+
+    Returns:
+        One row per seed: epochs of the early-stopped run, that largest difference, the full
+        run's best validation epoch (from 1) and whether it is a warm-up epoch, the EMA model's
+        validation loss at its adversarial peak, at the stop and at the end, each divided by
+        its warm-up best, and the raw model's target-set loss: lowest in the warm-up, lowest
+        in the adversarial epochs, at the stop and at the end.
+    """
+    rows = []
+    for seed, (stopped, full) in _budget_pairs(records, target, n_target).items():
+        short, long = stopped.get("history") or {}, full.get("history") or {}
+        n = len(short.get("val_loss") or [])
+        shared = [k for k in short if k.endswith("loss") and k in long and k != "train_batch_loss"]
+        gap = max((float(np.nanmax(np.abs(np.asarray(short[k][:n], dtype=float)
+                                           - np.asarray(long[k][:n], dtype=float))))
+                   for k in shared if len(long[k]) >= n and n), default=np.nan)
+        val = np.asarray(long["val_loss"], dtype=float)
+        ema = np.asarray(long["ema_val_loss"], dtype=float)
+        warm = np.asarray(long["phase"], dtype=float) == 0.0
+        curve = np.asarray(long[f"{target}/loss"], dtype=float)
+        best = int(np.nanargmin(val))
+        rows.append({
+            "seed": seed, "early-stopped run: epochs": n,
+            "largest difference before the stop": gap,
+            "full run: best validation epoch": best + 1, "in warm-up": bool(warm[best]),
+            "EMA val / warm-up best: peak": np.nanmax(ema[~warm]) / np.nanmin(ema[warm]),
+            "EMA val / warm-up best: at the stop": ema[n - 1] / np.nanmin(ema[warm]),
+            "EMA val / warm-up best: at the end": ema[-1] / np.nanmin(ema[warm]),
+            "target (raw): lowest in warm-up": np.nanmin(curve[warm]),
+            "target (raw): lowest adversarial": np.nanmin(curve[~warm]),
+            "target (raw): at the stop": curve[n - 1],
+            "target (raw): at the end": curve[-1]})
+    return pd.DataFrame(rows).set_index("seed") if rows else pd.DataFrame()
 
 
 def _comparison_rows(records: list[dict], comparisons: list, which: str) -> list[dict]:

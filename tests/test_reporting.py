@@ -392,3 +392,49 @@ def test_budget_table_pairs_targeted_cal_with_and_without_early_stopping_by_seed
     assert f"targeted CAL, no early stopping, vs fine-tuning on {label}" in table.index
     assert len(table) == 2  # a family of its own: the controls table is untouched
     assert reporting.budget_table(records[:2]).empty
+
+
+def test_budget_twins_pair_each_full_run_with_its_early_stopped_twin_and_no_other():
+    def history(epochs, stop=None):
+        # Warm-up of 3 epochs holds the best validation loss; epochs past ``stop`` differ.
+        val = [0.1, 0.05, 0.02] + [0.04 + 0.001 * e for e in range(epochs - 3)]
+        ema = [0.1, 0.05, 0.02] + [0.4] * 4 + [0.03] * (epochs - 7)
+        target = [0.2, 0.1, 0.08] + [0.15] * (epochs - 3)
+        if stop is not None:
+            val, ema, target = val[:stop], ema[:stop], target[:stop]
+        return {"val_loss": val, "ema_val_loss": ema, f"{col.PRIOR}/loss": target,
+                "phase": [float(e >= 3) for e in range(len(val))]}
+
+    records = []
+    for seed in range(2):
+        stopped = _record("targeted", seed, {col.PRIOR: 1.0}, col.PRIOR, 1024)
+        stopped.update(history=history(12, stop=9), stopped_early=True, epochs_run=9)
+        full = _record("targeted", seed, {col.PRIOR: 0.1}, col.PRIOR, 1024)
+        full["request"]["overrides"] = [["patience", 60]]
+        full["history"] = history(12)
+        records += [stopped, full]
+    records[0]["history"]["val_loss"][4] += 0.5  # seed 0's twin is not the same run
+    other = _record("targeted", 1, {col.PRIOR: 1.0}, col.PRIOR, 1024)
+    other["request"]["protocol"] = "paper"  # another protocol: never a twin
+    other["history"] = history(5)
+    records.insert(2, other)
+
+    twins = reporting.budget_twins(records, col.PRIOR, 1024)
+    assert list(twins.index) == [0, 1]
+    assert twins.loc[1, "early-stopped run: epochs"] == 9
+    assert twins.loc[1, "largest difference before the stop"] == 0.0
+    assert twins.loc[0, "largest difference before the stop"] == pytest.approx(0.5)
+    assert twins.loc[1, "full run: best validation epoch"] == 3 and twins.loc[1, "in warm-up"]
+    assert twins.loc[1, "EMA val / warm-up best: peak"] == pytest.approx(20.0)
+    assert twins.loc[1, "EMA val / warm-up best: at the stop"] == pytest.approx(1.5)
+    assert twins.loc[1, "target (raw): lowest in warm-up"] == pytest.approx(0.08)
+    assert twins.loc[1, "target (raw): lowest adversarial"] == pytest.approx(0.15)
+    assert reporting.budget_twins(records, col.RELATION, 256).empty
+
+    curves = reporting.budget_histories(records, col.PRIOR, 1024)
+    assert len(curves) == 2 * 3 * 12 and curves["epoch"].min() == 1
+    assert curves.groupby("seed")["adversarial"].sum().tolist() == [3 * 9, 3 * 9]
+
+    from calkit import plots
+    fig = plots.budget_curves(curves, twins["early-stopped run: epochs"])
+    assert len(fig.axes) == 3 and all(ax.get_yscale() == "log" for ax in fig.axes)
