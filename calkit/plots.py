@@ -501,8 +501,8 @@ def budget_curves(curves: pd.DataFrame, stops: pd.Series | None = None) -> plt.F
 
     Args:
         curves: :func:`calkit.reporting.budget_histories`.
-        stops: ``seed -> epochs`` of the early-stopped twin runs; drawn as a band of the
-            epochs where early stopping ended them.
+        stops: ``seed -> epochs`` of the twin runs that early stopping ended; drawn as a
+            band of the epochs where it ended them (none: no band).
 
     Returns:
         A figure with the warm-up shaded and the loss on a log scale.

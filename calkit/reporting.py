@@ -348,8 +348,8 @@ def budget_histories(records: list[dict], target: str, n_target: int) -> pd.Data
 
     Returns:
         Long frame ``seed, epoch, measure, loss, adversarial`` (epochs counted from 1) from
-        each run without early stopping whose early-stopped twin is stored; ``adversarial`` is
-        false in the warm-up.
+        each run without early stopping whose twin (the same targeted CAL run with the
+        profile's patience) is stored; ``adversarial`` is false in the warm-up.
     """
     columns = {f"{target}/loss": f"{col.set_label(target)} (minus the N rows), raw model",
                **BUDGET_HISTORY}
@@ -365,18 +365,20 @@ def budget_histories(records: list[dict], target: str, n_target: int) -> pd.Data
 
 
 def budget_twins(records: list[dict], target: str, n_target: int) -> pd.DataFrame:
-    """Per seed: where early stopping ended targeted CAL, and what the full run did after.
+    """Per seed: where the stored targeted CAL run (the twin) ended, and what the full run did.
 
-    The two runs differ only in their patience, so up to the early-stopped run's last epoch
-    their histories should be equal; ``largest difference before the stop`` checks it over
-    every per-epoch loss both histories hold (0 means bit-for-bit the same run).
+    The two runs differ only in their patience, so up to the twin's last epoch their
+    histories should be equal; ``largest difference up to the twin's end`` checks it over
+    every per-epoch loss both histories hold (0 means bit-for-bit the same run). A twin that
+    early stopping did not end is the full run itself.
 
     Returns:
-        One row per seed: epochs of the early-stopped run, that largest difference, the full
-        run's best validation epoch (from 1) and whether it is a warm-up epoch, the EMA model's
-        validation loss at its adversarial peak, at the stop and at the end, each divided by
-        its warm-up best, and the raw model's target-set loss: lowest in the warm-up, lowest
-        in the adversarial epochs, at the stop and at the end.
+        One row per seed: the twin's epochs and whether early stopping ended it, that largest
+        difference, the full run's best validation epoch (from 1) and whether it is a warm-up
+        epoch, the EMA model's validation loss at its adversarial peak, at the twin's end and at
+        the full run's end, each divided by its warm-up best, and the raw model's target-set
+        loss: lowest in the warm-up, lowest in the adversarial epochs, at the twin's end and at
+        the full run's end.
     """
     rows = []
     for seed, (stopped, full) in _budget_pairs(records, target, n_target).items():
@@ -392,15 +394,16 @@ def budget_twins(records: list[dict], target: str, n_target: int) -> pd.DataFram
         curve = np.asarray(long[f"{target}/loss"], dtype=float)
         best = int(np.nanargmin(val))
         rows.append({
-            "seed": seed, "early-stopped run: epochs": n,
-            "largest difference before the stop": gap,
+            "seed": seed, "twin: epochs run": n,
+            "twin stopped early": bool(stopped.get("stopped_early")),
+            "largest difference up to the twin's end": gap,
             "full run: best validation epoch": best + 1, "in warm-up": bool(warm[best]),
             "EMA val / warm-up best: peak": np.nanmax(ema[~warm]) / np.nanmin(ema[warm]),
-            "EMA val / warm-up best: at the stop": ema[n - 1] / np.nanmin(ema[warm]),
+            "EMA val / warm-up best: at the twin's end": ema[n - 1] / np.nanmin(ema[warm]),
             "EMA val / warm-up best: at the end": ema[-1] / np.nanmin(ema[warm]),
             "target (raw): lowest in warm-up": np.nanmin(curve[warm]),
             "target (raw): lowest adversarial": np.nanmin(curve[~warm]),
-            "target (raw): at the stop": curve[n - 1],
+            "target (raw): at the twin's end": curve[n - 1],
             "target (raw): at the end": curve[-1]})
     return pd.DataFrame(rows).set_index("seed") if rows else pd.DataFrame()
 

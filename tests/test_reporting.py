@@ -421,12 +421,12 @@ def test_budget_twins_pair_each_full_run_with_its_early_stopped_twin_and_no_othe
 
     twins = reporting.budget_twins(records, col.PRIOR, 1024)
     assert list(twins.index) == [0, 1]
-    assert twins.loc[1, "early-stopped run: epochs"] == 9
-    assert twins.loc[1, "largest difference before the stop"] == 0.0
-    assert twins.loc[0, "largest difference before the stop"] == pytest.approx(0.5)
+    assert twins.loc[1, "twin: epochs run"] == 9 and twins.loc[1, "twin stopped early"]
+    assert twins.loc[1, "largest difference up to the twin's end"] == 0.0
+    assert twins.loc[0, "largest difference up to the twin's end"] == pytest.approx(0.5)
     assert twins.loc[1, "full run: best validation epoch"] == 3 and twins.loc[1, "in warm-up"]
     assert twins.loc[1, "EMA val / warm-up best: peak"] == pytest.approx(20.0)
-    assert twins.loc[1, "EMA val / warm-up best: at the stop"] == pytest.approx(1.5)
+    assert twins.loc[1, "EMA val / warm-up best: at the twin's end"] == pytest.approx(1.5)
     assert twins.loc[1, "target (raw): lowest in warm-up"] == pytest.approx(0.08)
     assert twins.loc[1, "target (raw): lowest adversarial"] == pytest.approx(0.15)
     assert reporting.budget_twins(records, col.RELATION, 256).empty
@@ -436,5 +436,5 @@ def test_budget_twins_pair_each_full_run_with_its_early_stopped_twin_and_no_othe
     assert curves.groupby("seed")["adversarial"].sum().tolist() == [3 * 9, 3 * 9]
 
     from calkit import plots
-    fig = plots.budget_curves(curves, twins["early-stopped run: epochs"])
+    fig = plots.budget_curves(curves, twins["twin: epochs run"][twins["twin stopped early"]])
     assert len(fig.axes) == 3 and all(ax.get_yscale() == "log" for ax in fig.axes)
