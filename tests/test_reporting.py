@@ -415,9 +415,9 @@ def test_budget_twins_pair_each_full_run_with_its_early_stopped_twin_and_no_othe
         records += [stopped, full]
     records[0]["history"]["val_loss"][4] += 0.5  # seed 0's twin is not the same run
     other = _record("targeted", 1, {col.PRIOR: 1.0}, col.PRIOR, 1024)
-    other["request"]["protocol"] = "paper"  # another protocol: never a twin
+    other["request"]["protocol"] = "paper"  # another protocol: never a twin, though it comes last
     other["history"] = history(5)
-    records.insert(2, other)
+    records.append(other)
 
     twins = reporting.budget_twins(records, col.PRIOR, 1024)
     assert list(twins.index) == [0, 1]
