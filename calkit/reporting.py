@@ -10,8 +10,8 @@ is "lower is better: a relative change of -10 % means the second method's loss i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 from importlib import resources
 
@@ -317,13 +317,12 @@ def budget_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
 def _budget_pairs(records: list[dict], target: str, n_target: int) -> dict[int, tuple[dict, dict]]:
     """``seed -> (targeted CAL record, the same run without early stopping)`` on one target.
 
-    The twin is the record whose request is the full-budget run's without its overrides, so a
-    record of another protocol, data set or target draw is never paired.
+    The twin is the record whose request, rebuilt as a :class:`~calkit.runs.RunConfig`, is the
+    full-budget run's without its overrides, so a record of another protocol, data set or
+    target draw is never paired.
     """
-    def identity(request: dict) -> str:
-        # Fields left at None are dropped: older records omit fields added since (``target``).
-        return json.dumps({k: v for k, v in request.items()
-                           if k != "overrides" and v is not None}, sort_keys=True)
+    def identity(request: dict) -> RunConfig:
+        return replace(RunConfig.from_request(request), overrides=())
 
     plain = {identity(r["request"]): r for r in records
              if method_key(r["request"]) == "targeted"}
@@ -388,16 +387,15 @@ def budget_twins(records: list[dict], target: str, n_target: int) -> pd.DataFram
         gap = max((float(np.nanmax(np.abs(np.asarray(short[k][:n], dtype=float)
                                            - np.asarray(long[k][:n], dtype=float))))
                    for k in shared if len(long[k]) >= n and n), default=np.nan)
-        val = np.asarray(long["val_loss"], dtype=float)
         ema = np.asarray(long["ema_val_loss"], dtype=float)
         warm = np.asarray(long["phase"], dtype=float) == 0.0
         curve = np.asarray(long[f"{target}/loss"], dtype=float)
-        best = int(np.nanargmin(val))
+        best, best_in_warmup = _best_validation_epoch(long)
         rows.append({
             "seed": seed, "twin: epochs run": n,
             "twin stopped early": bool(stopped.get("stopped_early")),
             "largest difference up to the twin's end": gap,
-            "full run: best validation epoch": best + 1, "in warm-up": bool(warm[best]),
+            "full run: best validation epoch": best + 1, "in warm-up": bool(best_in_warmup),
             "EMA val / warm-up best: peak": np.nanmax(ema[~warm]) / np.nanmin(ema[warm]),
             "EMA val / warm-up best: at the twin's end": ema[n - 1] / np.nanmin(ema[warm]),
             "EMA val / warm-up best: at the end": ema[-1] / np.nanmin(ema[warm]),
@@ -775,14 +773,19 @@ def run_overview(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _best_in_warmup(record: dict) -> bool | None:
-    """Whether a CAL-family run's best validation loss came from a warm-up epoch."""
-    history = record.get("history") or {}
+def _best_validation_epoch(history: dict) -> tuple[int, bool] | None:
+    """Index of a CAL-family run's best validation loss, and whether it is a warm-up epoch."""
     val, phase = history.get("val_loss"), history.get("phase")
     if not val or not phase:
         return None
     best = int(np.nanargmin(np.asarray(val, dtype=float)))
-    return phase[best] == 0.0
+    return best, phase[best] == 0.0
+
+
+def _best_in_warmup(record: dict) -> bool | None:
+    """Whether a CAL-family run's best validation loss came from a warm-up epoch."""
+    found = _best_validation_epoch(record.get("history") or {})
+    return None if found is None else found[1]
 
 
 def early_stopping_table(records: list[dict]) -> pd.DataFrame:
