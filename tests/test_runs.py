@@ -315,3 +315,28 @@ def test_paper_short_is_the_paper_model_and_sal_with_the_converging_recipe():
     assert len({r.run_id for r in (short, paper, cpu)}) == 3
     configs = sweep.load_grid(ROOT / "grids" / "paper_short.yaml")
     assert {c.profile for c in configs} == {"paper-short"}
+
+
+def test_authors_profile_is_every_setting_of_the_authors_training_code():
+    """The ``authors`` profile (cal-paper.md sections 9-10, ``normal.toml``) on the cpu network."""
+    for method in ("baseline", "cal", "finetune"):
+        kwargs = {"target_set": "prior", "n_target": 1024} if method == "finetune" else {}
+        run = RunConfig(method=method, profile="authors", **kwargs).resolve()
+        train = run.train
+        assert (train.lr, train.schedule, train.patience, train.ema_start_epoch, train.ema_every,
+                train.ema_warmup, train.research_eval_mode_quirk, train.dropout, train.loss,
+                train.batch_size) == (1e-4, "none", 100, 20, "epoch", True, True, 0.5,
+                                      "smooth_l1", 256)
+        assert run.identity["model"]["preset"] == "cpu"
+    sal = RunConfig(method="targeted", profile="authors", target_set="prior",
+                    n_target=1024).resolve().sal
+    assert (sal.pre_adv_epochs, sal.epochs_between_regens, sal.partial_batches) == (10, 10, 21)
+    assert not sal.supervised_on_all  # the literal loop: supervised steps on the partial rows
+    assert (sal.attack_epochs, sal.attack_lr, sal.theta_epochs, sal.theta_lr) == (10, 3e-4, 3, 3e-4)
+    assert (sal.theta_optimizer, sal.theta_lr_schedule, sal.target_steps) == (
+        "fresh", "constant", "authors")
+    assert (sal.w_init, sal.deltaall, sal.xa_grad_reduce, sal.alpha, sal.r_theta_splits,
+            sal.w_update, sal.w_reset, sal.negative_weight_reset) == (
+        100.0, 20.0, 0.01, 0.5, 5, "batch", "epoch_end", 1.0)
+    configs = sweep.load_grid(ROOT / "grids" / "authors.yaml")
+    assert {c.profile for c in configs} == {"authors"} and len({c.seed for c in configs}) >= 5
