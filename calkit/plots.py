@@ -529,3 +529,52 @@ def budget_curves(curves: pd.DataFrame, stops: pd.Series | None = None) -> plt.F
                frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+
+
+def own_row_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
+    """Loss on a targeted run's own N rows per epoch: one panel per target, one line per setting.
+
+    Args:
+        curves: :func:`calkit.diagnostics.own_row_curves` (``run, target_set, n_target, seed,
+            epoch, loss, warmup_epochs``).
+        labels: ``run -> legend label`` (default: the run key).
+
+    Returns:
+        A figure: the median over seeds as a line per setting, each seed as a thin line of the
+        same colour, the warm-up shaded, the loss on a log scale. A setting whose line ends
+        above the warm-up's lowest value did not learn its rows.
+    """
+    labels = labels or {}
+    targets = list(dict.fromkeys(zip(curves["target_set"], curves["n_target"], strict=True)))
+    fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(5.2 * max(len(targets), 1), 3.8),
+                             squeeze=False)
+    runs = list(dict.fromkeys(curves["run"]))
+    for ax, (target, n) in zip(axes[0], targets, strict=False):
+        part = curves[(curves["target_set"] == target) & (curves["n_target"] == n)]
+        for k, run in enumerate(runs):
+            rows = part[part["run"] == run]
+            if rows.empty:
+                continue
+            for _, seed_rows in rows.groupby("seed"):
+                ax.plot(seed_rows["epoch"] + 1, seed_rows["loss"], lw=0.6, alpha=0.35,
+                        color=f"C{k}")
+            median = rows.groupby("epoch")["loss"].median()
+            ax.plot(median.index + 1, median.to_numpy(), lw=1.8, color=f"C{k}",
+                    label=labels.get(run, run))
+        warm = part["warmup_epochs"].max() if len(part) else 0
+        if warm:
+            ax.axvspan(0.5, warm + 0.5, color="#eeeeee", zorder=0)
+        ax.set_yscale("log")
+        ax.set_title(f"{col.set_label(target)}, N = {n:,}", fontsize=9)
+        ax.set_xlabel("epoch (grey: warm-up)")
+    axes[0][0].set_ylabel("smooth-L1 loss on its own N rows")
+    handles, names = [], []
+    for ax in axes[0]:
+        for h, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            if name not in names:
+                handles.append(h)
+                names.append(name)
+    fig.legend(handles, names, fontsize=8, ncol=min(len(names), 3), loc="lower center",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.05 * ((len(names) - 1) // 3), 1, 1))
+    return fig

@@ -20,6 +20,7 @@ import pandas as pd
 
 from calkit import columns as col
 from calkit import stats
+from calkit.diagnostics import method_key, unlearned_runs
 from calkit.methods import method_label
 from calkit.runs import RunConfig
 
@@ -66,14 +67,6 @@ def paper_value(method: str, set_name: str, target_set: str = "",
 
 
 # ------------------------------------------------------------------ records -> long frame
-def method_key(request: dict) -> str:
-    """``method`` plus its config overrides, e.g. ``cal[supervised_on_all=False]``."""
-    overrides = request.get("overrides") or []
-    if not overrides:
-        return request["method"]
-    return request["method"] + "[" + ",".join(f"{k}={v}" for k, v in overrides) + "]"
-
-
 def metrics_frame(records: list[dict], which: str = "ema") -> pd.DataFrame:
     """Long table: one row per (run, set) with the method key, seed, target and metrics.
 
@@ -416,19 +409,56 @@ def _comparison_rows(records: list[dict], comparisons: list, which: str) -> list
         if pair["n_pairs"]:
             rows.append({"claim": claim, "paper_change": paper_change, "n": pair["n_pairs"],
                          "estimate": pair["rel"], "low": pair["rel_low"],
-                         "high": pair["rel_high"], "p_value": pair["p_value"]})
+                         "high": pair["rel_high"], "p_value": pair["p_value"],
+                         "withdrawn": withdrawal(records, a, b)})
     return rows
 
 
-def claims_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
-    """Each comparative claim of the paper with ours and a verdict.
+def withdrawal(records: list[dict], *runs: tuple) -> str:
+    """Why a comparison of ``runs`` says nothing about the method, or "".
+
+    A comparison is withdrawn when a targeted run in it did not learn its own N rows (its
+    loss on them ended at or above its warm-up best: :mod:`calkit.diagnostics`): then it
+    measures a recipe under which targeting did not happen, not the method.
+    """
+    for key, target, n in runs:
+        failed, checked = unlearned_runs(records, key, target, n)
+        if failed:
+            return (f"{method_label(key)} did not learn its {n} target rows in {failed} of "
+                    f"{checked} seeds (own-row loss ended above its warm-up best)")
+    return ""
+
+
+CLAIM_FAMILIES = ("all", "headline")
+"""Holm families of the claims table: ``all`` (every claim the records answer, ablations
+included) or ``headline`` (base CAL against the IR-net and targeted CAL against fine-tuning)."""
+
+
+def claims_table(records: list[dict], which: str = "ema", family: str = "all") -> pd.DataFrame:
+    """Each comparative claim of the paper with ours and a verdict, Holm over one family.
 
     Columns: the paper's relative change, ours (paired by seed, 95 % t interval), the
-    Holm-adjusted p-value across the table, and a verdict (``holds``, ``reversed`` or
-    ``not resolved``; see :func:`calkit.stats.verdicts`).
+    Holm-adjusted p-value across the family, a verdict (``holds``, ``reversed``, ``not
+    resolved`` or ``withdrawn``; see :func:`calkit.stats.verdicts`) and ``family``.
+
+    Args:
+        records: The run records.
+        which: ``ema``, ``raw``, ``ema_last`` or ``raw_last``.
+        family: :data:`CLAIM_FAMILIES`: ``headline`` keeps the paper's headline claims (base
+            CAL vs the IR-net, targeted CAL vs fine-tuning) only, so their Holm correction
+            does not run over the ablations.
     """
-    rows = _comparison_rows(records, paper_comparisons(records), which)
-    return stats.verdicts(pd.DataFrame(rows)).set_index("claim") if rows else pd.DataFrame()
+    if family not in CLAIM_FAMILIES:
+        raise ValueError(f"unknown family {family!r}; valid: {', '.join(CLAIM_FAMILIES)}.")
+    comparisons = paper_comparisons(records)
+    if family == "headline":
+        comparisons = [c for c in comparisons if c[1][0] in ("baseline", "finetune")]
+    rows = _comparison_rows(records, comparisons, which)
+    if not rows:
+        return pd.DataFrame()
+    table = stats.verdicts(pd.DataFrame(rows)).set_index("claim")
+    table["family"] = f"{family} ({len(table)} claims)"
+    return table
 
 
 def controls_table(records: list[dict], which: str = "ema") -> pd.DataFrame:
@@ -448,11 +478,7 @@ def _directional(rows: list[dict]) -> pd.DataFrame:
     """
     if not rows:
         return pd.DataFrame()
-    table = pd.DataFrame(rows).drop(columns="paper_change")
-    table["p_holm"] = stats.holm(table["p_value"].to_numpy())
-    resolved = (table["p_holm"] < 0.05) & ((table["high"] < 0) | (table["low"] > 0))
-    table["verdict"] = np.where(~resolved, "not resolved",
-                                np.where(table["estimate"] < 0, "lower", "higher"))
+    table = stats.directional_verdicts(pd.DataFrame(rows).drop(columns="paper_change"))
     return table.set_index("claim")
 
 

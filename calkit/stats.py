@@ -430,7 +430,12 @@ def verdicts(
     ``rel_high`` of :func:`summarise_pairs`) and ``p_value`` (e.g. ``p_value_rel``).
 
     Holm-Bonferroni is applied once, across all rows of ``table`` with a non-missing
-    p-value (call this function per family if a table mixes families). Then:
+    p-value and no withdrawal (call this function per family if a table mixes families).
+    Then:
+
+    * ``withdrawn``: the row's optional ``withdrawn`` column gives a reason (e.g. the
+      targeted runs did not learn their target rows), so the comparison says nothing about
+      the method; it is left out of the Holm family;
 
     * ``holds``: the interval lies strictly on the paper's side of zero and
       ``p_holm < alpha``;
@@ -470,16 +475,22 @@ def verdicts(
         raise ValueError(f"paper_change must be finite and non-zero (claims {claims})")
 
     out = table.copy()
-    out["p_holm"] = holm(table[p_value].to_numpy(dtype=float))
+    reasons = _withdrawals(out)
+    out["p_holm"] = _holm_kept(out[p_value].to_numpy(dtype=float), reasons)
     verdict, text = [], []
-    for sign, est, lo, hi, ph in zip(
+    for sign, est, lo, hi, ph, reason in zip(
         np.sign(paper),
         out[estimate].to_numpy(dtype=float),
         out[low].to_numpy(dtype=float),
         out[high].to_numpy(dtype=float),
         out["p_holm"].to_numpy(dtype=float),
+        reasons,
         strict=True,
     ):
+        if reason:
+            verdict.append("withdrawn")
+            text.append(f"withdrawn: {reason}")
+            continue
         finite = math.isfinite(lo) and math.isfinite(hi)
         side = 0 if not finite else (1 if lo > 0 else (-1 if hi < 0 else 0))
         significant = bool(ph < alpha)  # False for NaN
@@ -503,6 +514,40 @@ def verdicts(
             )
     out["verdict"] = verdict
     out["verdict_text"] = text
+    return out
+
+
+def _withdrawals(table: pd.DataFrame) -> list[str]:
+    """The ``withdrawn`` column's reasons ("" where none), or all "" without the column."""
+    if "withdrawn" not in table.columns:
+        return [""] * len(table)
+    return [r if isinstance(r, str) else "" for r in table["withdrawn"]]
+
+
+def _holm_kept(p_values: np.ndarray, reasons: list[str]) -> np.ndarray:
+    """Holm over the rows without a withdrawal; NaN for the withdrawn ones."""
+    kept = np.array([not r for r in reasons], bool)
+    out = np.full(len(p_values), np.nan)
+    if kept.any():
+        out[kept] = holm(p_values[kept])
+    return out
+
+
+def directional_verdicts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Judge comparisons that have no paper value by direction: lower, higher, not resolved.
+
+    The same rule as :func:`verdicts` without a paper side: Holm across the table's rows that
+    are not withdrawn; ``lower``/``higher`` where the interval (``low``, ``high``) excludes
+    zero and ``p_holm < alpha``; ``withdrawn`` with a reason in the optional ``withdrawn``
+    column; ``not resolved`` otherwise.
+    """
+    out = table.copy()
+    reasons = _withdrawals(out)
+    out["p_holm"] = _holm_kept(out["p_value"].to_numpy(dtype=float), reasons)
+    resolved = (out["p_holm"] < alpha) & ((out["high"] < 0) | (out["low"] > 0))
+    out["verdict"] = np.where(~resolved, "not resolved",
+                              np.where(out["estimate"] < 0, "lower", "higher"))
+    out.loc[[bool(r) for r in reasons], "verdict"] = "withdrawn"
     return out
 
 

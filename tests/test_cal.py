@@ -445,3 +445,46 @@ def test_oracle_fine_tune_picks_on_the_evaluation_rows_and_survives_none():
     assert info["oracle_loss"] <= info["baseline_loss"] and info["note"].startswith("ORACLE")
     _, _, empty = fine_tune_oracle(base, X, y, idx, rows[:0], cfg)
     assert empty["epochs"] == 0 and "no evaluation rows" in empty["note"]
+
+
+def label_shifted_regression(seed: int = 0, n: int = 1500, d: int = 8):
+    """A prior-shift task shaped like the paper's: the target set is the 10 % of rows with the
+    lowest labels, so every target label lies below every training label; the rest is split
+    into training rows and five validation splits."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = (np.sin(1.5 * X[:, 0]) + 0.5 * X[:, 1] * X[:, 2] + 0.8 * X[:, 3]
+         + 0.05 * rng.normal(size=n)).astype(np.float32)
+    prior = y <= np.quantile(y, 0.10)
+    rest = rng.permutation(np.flatnonzero(~prior))
+    n_val = int(0.15 * len(rest))
+    sets = {"infoY_delta_e": prior, "train": np.zeros(n, bool)}
+    sets["train"][rest[n_val:]] = True
+    for i, chunk in enumerate(np.array_split(rest[:n_val], 5)):
+        sets[f"Csplt{i + 1}"] = np.isin(np.arange(n), chunk)
+    return X, y, sets
+
+
+@pytest.mark.parametrize("profile", [
+    "authors",
+    pytest.param("cpu", marks=pytest.mark.xfail(strict=True, reason=(
+        "the finding this test was written for: under the cpu recipe (1e-3 cosine supervised "
+        "steps over every training row after the SAL steps) targeted CAL barely moves its own "
+        "rows' loss on a label-shifted target (ratio about 0.9 here; 1.6-2.1 on mp2019's prior "
+        "set), so its verdict there is withdrawn. If this starts passing, the cpu recipe "
+        "learns its rows: redo the prior-set verdict."))),
+])
+def test_targeted_cal_learns_its_own_rows_beyond_the_training_labels(profile):
+    """The property whose silent failure made the book's strongest negative finding an
+    artefact: a targeted run must learn the N rows it is handed, even when every one of their
+    labels lies outside the training range. Own-row loss at the last epoch must be under a
+    fifth of its best value in the warm-up (measured: 0.003 under the authors' settings, 0.90
+    under the cpu recipe)."""
+    X, y, sets = label_shifted_regression()
+    assert y[sets["infoY_delta_e"]].max() < y[sets["train"]].min()
+    cfg = cal_config(profile, epochs=12, pre_adv_epochs=4, patience=12, ema_start_epoch=4,
+                     selection="last", progress=False)
+    result = fit_cal(small_net(), X, y, sets, cfg, target_set="prior", n_target=64)
+    curve = result.history["infoY_delta_e_target/loss"].to_numpy()
+    warmup = result.history["phase"].to_numpy() == 0
+    assert curve[-1] < 0.2 * curve[warmup].min(), (curve[warmup].min(), curve[-1])

@@ -1,0 +1,195 @@
+"""Did a run do what its method is for? Checks read from a stored record's history.
+
+A targeted method is handed N rows of a target set and trains on them; if its loss on those
+rows (its *own rows*, history key ``<target>_target/loss``) never falls below where it stood
+during the plain warm-up, the run did not target anything, and a comparison built on it says
+nothing about the method. :func:`own_row_learning` makes that check for one record and
+:func:`own_rows_table` for a group; the results chapter withdraws a verdict that rests on runs
+that fail it (:func:`unlearned_runs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+OWN_ROWS_SUFFIX = "_target/loss"
+"""History key suffix of the loss on a targeted run's own N rows."""
+
+
+def method_key(request: dict) -> str:
+    """``method`` plus its config overrides, e.g. ``cal[supervised_on_all=False]``."""
+    overrides = request.get("overrides") or []
+    if not overrides:
+        return request["method"]
+    return request["method"] + "[" + ",".join(f"{k}={v}" for k, v in overrides) + "]"
+
+
+@dataclass(frozen=True)
+class OwnRowLearning:
+    """The own-row check of one targeted run.
+
+    Attributes:
+        final: Loss on the N rows after the last epoch.
+        warmup_best: Its lowest value during the plain warm-up (``phase == 0``).
+        ratio: ``final / warmup_best``: below 1, the adversarial phase taught the rows.
+        curve: The own-row loss per epoch.
+        warmup_epochs: Number of warm-up epochs in the history.
+    """
+
+    final: float
+    warmup_best: float
+    ratio: float
+    curve: np.ndarray
+    warmup_epochs: int
+
+    @property
+    def learned(self) -> bool:
+        """Whether the run ended below its warm-up best on its own rows."""
+        return bool(self.ratio < 1.0)
+
+
+def own_row_learning(record: dict) -> OwnRowLearning | None:
+    """The own-row check of a record, or ``None`` when it has no own rows or no warm-up."""
+    history = record.get("history") or {}
+    keys = [k for k in history if k.endswith(OWN_ROWS_SUFFIX)]
+    if not keys or "phase" not in history:
+        return None
+    curve = np.asarray(history[keys[0]], float)
+    warmup = np.asarray(history["phase"], float) == 0
+    if not warmup.any() or not np.isfinite(curve[warmup]).any():
+        return None
+    best = float(np.nanmin(curve[warmup]))
+    final = float(curve[-1])
+    return OwnRowLearning(final, best, final / best if best > 0 else np.inf, curve,
+                          int(warmup.sum()))
+
+
+def unlearned_runs(records: list[dict], key: str, target: str, n_target: int) -> tuple[int, int]:
+    """``(runs that did not learn their rows, runs checked)`` of one run kind in ``records``."""
+    checked = [own_row_learning(r) for r in records
+               if method_key(r["request"]) == key
+               and (r["request"].get("target_set") or "") == target
+               and int(r["request"].get("n_target") or 0) == n_target]
+    checked = [c for c in checked if c is not None]
+    return sum(not c.learned for c in checked), len(checked)
+
+
+def own_rows_table(records: list[dict]) -> pd.DataFrame:
+    """Per targeted run kind: seeds, median own-row loss (final and warm-up best), their ratio.
+
+    Columns: ``run, target_set, n_target, profile, seeds, final, warmup_best, ratio,
+    not_learned`` (runs whose own-row loss ended at or above its warm-up best: flagged).
+    """
+    rows = []
+    for rec in records:
+        check = own_row_learning(rec)
+        if check is None:
+            continue
+        req = rec["request"]
+        rows.append({"run": method_key(req), "target_set": req.get("target_set") or "",
+                     "n_target": int(req.get("n_target") or 0),
+                     "profile": req.get("profile", ""), "final": check.final,
+                     "warmup_best": check.warmup_best, "ratio": check.ratio,
+                     "not_learned": not check.learned})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    keys = ["run", "target_set", "n_target", "profile"]
+    out = frame.groupby(keys, sort=False).agg(
+        seeds=("final", "size"), final=("final", "median"),
+        warmup_best=("warmup_best", "median"), ratio=("ratio", "median"),
+        not_learned=("not_learned", "sum")).reset_index()
+    out["not_learned"] = out["not_learned"].astype(int)
+    return out
+
+
+def own_row_curves(records: list[dict]) -> pd.DataFrame:
+    """Long table of own-row loss per epoch: ``run, target_set, n_target, seed, epoch, loss``."""
+    rows = []
+    for rec in records:
+        check = own_row_learning(rec)
+        if check is None:
+            continue
+        req = rec["request"]
+        for epoch, loss in enumerate(check.curve):
+            rows.append({"run": method_key(req), "target_set": req.get("target_set") or "",
+                         "n_target": int(req.get("n_target") or 0), "seed": req["seed"],
+                         "epoch": epoch, "loss": loss, "warmup_epochs": check.warmup_epochs})
+    return pd.DataFrame(rows)
+
+
+FACTOR_WORDS = {
+    "supervised_on_all=False": "literal loop",
+    "lr=0.0001": "constant 1e-4",
+    "research_eval_mode_quirk=True": "eval-mode quirk",
+    "theta_lr_schedule=constant": "constant theta rate",
+}
+"""The factors of the what-breaks-targeting study (``grids/targeting_factors.yaml``), each an
+override that sets one setting of the cpu recipe to the authors' value; ``schedule=none``
+goes with ``lr=0.0001`` and the budget overrides (``patience``) name no factor."""
+
+
+def factor_setting_label(key: str) -> str:
+    """A study setting's label from its run key, e.g. ``cpu recipe + literal loop``."""
+    _, _, variant = key.partition("[")
+    words = [FACTOR_WORDS[part] for part in variant.rstrip("]").split(",")
+             if part in FACTOR_WORDS]
+    if len(words) == len(FACTOR_WORDS):
+        return "cpu recipe + all four (the authors' loop and rates)"
+    return "cpu recipe" + "".join(f" + {w}" for w in words)
+
+
+def factor_table(records: list[dict]) -> pd.DataFrame:
+    """The what-breaks-targeting study, one row per setting and target.
+
+    Args:
+        records: The study's records (the runs of ``grids/targeting_factors.yaml``).
+
+    Returns:
+        Columns ``setting, target_set, n_target, seeds, ratio_median, ratio_min, ratio_max,
+        learned``
+        (seeds whose own-row loss ended below its warm-up best), ``own_final`` (median final
+        own-row loss) and ``heldout`` (median loss of the last-epoch raw model on the target
+        set minus its N rows).
+    """
+    rows = []
+    for rec in records:
+        check = own_row_learning(rec)
+        if check is None:
+            continue
+        req = rec["request"]
+        target = req.get("target_set") or ""
+        heldout = (rec["metrics"].get("raw_last") or rec["metrics"]["raw"]).get(target, {})
+        rows.append({"setting": factor_setting_label(method_key(req)), "target_set": target,
+                     "n_target": int(req.get("n_target") or 0), "ratio": check.ratio,
+                     "learned": check.learned, "own_final": check.final,
+                     "heldout": heldout.get("loss", np.nan)})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    return frame.groupby(["setting", "target_set", "n_target"], sort=False).agg(
+        seeds=("ratio", "size"), ratio_median=("ratio", "median"), ratio_min=("ratio", "min"),
+        ratio_max=("ratio", "max"),
+        learned=("learned", "sum"), own_final=("own_final", "median"),
+        heldout=("heldout", "median")).reset_index()
+
+
+BREAKS_BELOW, CPU_ABOVE = 0.5, 1.0
+"""The study's declared reading rule: a factor breaks targeting if setting it alone to the
+authors' value brings the own-row ratio below ``BREAKS_BELOW`` in every seed on the prior set
+while the cpu recipe's stays above ``CPU_ABOVE`` in every seed."""
+
+
+def breaking_factors(table: pd.DataFrame, target: str = "infoY_delta_e") -> list[str]:
+    """The settings of :func:`factor_table` that meet the declared reading rule on ``target``."""
+    if table.empty:
+        return []
+    part = table[table["target_set"] == target]
+    cpu = part[part["setting"] == "cpu recipe"]
+    if cpu.empty or not (cpu["ratio_min"] > CPU_ABOVE).all():
+        return []
+    single = part[(part["setting"] != "cpu recipe") & ~part["setting"].str.contains("all four")]
+    return single.loc[single["ratio_max"] < BREAKS_BELOW, "setting"].tolist()

@@ -1,0 +1,118 @@
+"""Own-row checks, the withdrawal of verdicts that rest on them, Holm families, replication."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from calkit import columns as col
+from calkit import diagnostics, replication, reporting, stats
+
+
+def _targeted(method, seed, own_curve, target_loss, target=col.PRIOR, n=1024, overrides=()):
+    sets = {name: {"n": 10, "loss": v, "mae": 2 * v} for name, v in
+            {target: target_loss, col.TRAIN: 0.01, **{s: 0.08 for s in col.CLEAN_SPLITS}}.items()}
+    history = {}
+    if own_curve is not None:
+        history = {f"{target}_target/loss": list(own_curve),
+                   "phase": [0.0] * 3 + [1.0] * (len(own_curve) - 3)}
+    return {"run_id": f"{method}-{seed}-{target}-{n}-{overrides}",
+            "request": {"method": method, "seed": seed, "target_set": target, "n_target": n,
+                        "overrides": [list(o) for o in overrides], "profile": "cpu"},
+            "metrics": {"ema": sets, "raw": sets, "ema_last": sets, "raw_last": sets},
+            "history": history}
+
+
+LEARNED = [0.3, 0.2, 0.1, 0.05, 0.01]
+STUCK = [0.3, 0.2, 0.1, 0.15, 0.2]
+
+
+def test_own_row_learning_compares_the_last_epoch_with_the_warmup_best():
+    check = diagnostics.own_row_learning(_targeted("targeted", 0, LEARNED, 0.1))
+    assert check.warmup_best == 0.1 and check.final == 0.01 and check.learned
+    assert not diagnostics.own_row_learning(_targeted("targeted", 0, STUCK, 0.1)).learned
+    assert diagnostics.own_row_learning(_targeted("finetune", 0, None, 0.1)) is None
+    table = diagnostics.own_rows_table([_targeted("targeted", s, STUCK, 0.1) for s in range(3)])
+    assert table.loc[0, "seeds"] == 3 and table.loc[0, "not_learned"] == 3
+    assert table.loc[0, "ratio"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("curve, withdrawn", [(LEARNED, False), (STUCK, True)])
+def test_a_verdict_on_targeted_runs_that_did_not_learn_their_rows_is_withdrawn(curve, withdrawn):
+    records = [_targeted("finetune", s, None, 0.01 + 0.001 * s) for s in range(4)]
+    records += [_targeted("targeted", s, curve, 0.5 + 0.01 * s) for s in range(4)]
+    table = reporting.claims_table(records)
+    claim = table.loc[[c for c in table.index if "fine-tuning" in c][0]]
+    assert (claim["verdict"] == "withdrawn") == withdrawn
+    if withdrawn:
+        assert "did not learn its 1024 target rows in 4 of 4 seeds" in claim["verdict_text"]
+        assert np.isnan(claim["p_holm"])  # out of the Holm family
+    else:
+        assert claim["verdict"] == "reversed"
+
+
+def test_withdrawn_rows_leave_the_holm_family_and_directional_verdicts_share_the_rule():
+    table = pd.DataFrame({"claim": ["a", "b"], "paper_change": [-0.1, -0.1],
+                          "estimate": [-0.2, 5.0], "low": [-0.3, 4.0], "high": [-0.1, 6.0],
+                          "p_value": [0.02, 0.001], "withdrawn": ["", "did not learn"]})
+    judged = stats.verdicts(table)
+    assert judged["p_holm"].iloc[0] == pytest.approx(0.02)  # a family of one
+    assert list(judged["verdict"]) == ["holds", "withdrawn"]
+    directional = stats.directional_verdicts(table.drop(columns="paper_change"))
+    assert list(directional["verdict"]) == ["lower", "withdrawn"]
+
+
+def test_headline_family_leaves_the_ablations_out():
+    def base(method, s, shift):
+        losses = {col.TRAIN: 0.01, col.COVARIATE: 0.1 + shift, col.PRIOR: 0.2 + shift,
+                  col.RELATION: 0.1 + shift, col.HIGH_GAP: 0.15 + shift,
+                  **{n: 0.08 + shift for n in col.CLEAN_SPLITS}}
+        sets = {k: {"n": 10, "loss": v + 0.001 * s, "mae": v} for k, v in losses.items()}
+        return {"run_id": f"{method}-{s}", "request": {"method": method, "seed": s,
+                                                        "target_set": None, "n_target": 0,
+                                                        "overrides": []},
+                "metrics": {"ema": sets, "raw": sets}, "history": {}}
+    records = [base(m, s, d) for s in range(3) for m, d in
+               (("baseline", 0.0), ("cal", 0.01), ("pg_first", 0.02))]
+    everything = reporting.claims_table(records)
+    headline = reporting.claims_table(records, family="headline")
+    assert len(headline) == 5 and len(everything) == 8
+    assert set(headline["family"]) == {"headline (5 claims)"}
+    with pytest.raises(ValueError, match="family"):
+        reporting.claims_table(records, family="mine")
+
+
+def test_replication_table_sets_our_mean_beside_the_authors_log():
+    log = replication.authors_log()
+    prior = log[(log["method"] == "targeted") & (log["target_set"] == col.PRIOR)
+                & (log["model"] == "ema") & (log["set"] == col.PRIOR)]
+    assert prior["loss"].iloc[0] == pytest.approx(0.0096)  # the paper's number, from the log
+    records = [_targeted("targeted", s, LEARNED, 0.0096 * f)
+               for s, f in enumerate((1.0, 1.2, 1.4))]
+    table = replication.replication_table(records)
+    row = table[(table["method"] == "targeted") & (table["target_set"] == col.PRIOR)
+                & (table["model"] == "ema") & (table["set"] == col.PRIOR)].iloc[0]
+    assert row["seeds"] == 3 and row["ratio"] == pytest.approx(1.2) and row["within"]
+    # calkit's fine-tune has no EMA: the authors' fine-tune EMA rows have no counterpart.
+    assert not ((table["method"] == "finetune") & (table["model"] == "ema")).any()
+    order = replication.ordering_table(records + [
+        _targeted("finetune", s, None, 0.0059) for s in range(3)])
+    row = order[order["pair"].str.startswith("fine-tune (N=1024)")].iloc[0]
+    assert row["theirs_lower"].startswith("fine-tune") and row["ours_lower"].startswith("fine")
+    assert bool(row["agree"])
+
+
+def test_factor_study_reading_rule():
+    def study(setting_overrides, curve, seeds=3):
+        return [_targeted("targeted", s, curve, 0.1, overrides=setting_overrides)
+                for s in range(seeds)]
+    records = (study((("patience", 30),), STUCK)
+               + study((("patience", 30), ("supervised_on_all", False)), STUCK)
+               + study((("lr", 0.0001), ("patience", 30), ("schedule", "none")), LEARNED))
+    table = diagnostics.factor_table(records)
+    assert set(table["setting"]) == {"cpu recipe", "cpu recipe + literal loop",
+                                     "cpu recipe + constant 1e-4"}
+    assert diagnostics.breaking_factors(table) == ["cpu recipe + constant 1e-4"]
+    # No verdict without the cpu reference failing in every seed.
+    assert diagnostics.breaking_factors(table[table["setting"] != "cpu recipe"]) == []
