@@ -94,7 +94,7 @@ def random_split_cv(dataset: str = "phonons", profile: str = "cpu", folds: int =
             net = IRNetRegressor(preset=prof.model_preset, lr=prof.recipe.lr,
                                  epochs=prof.recipe.epochs, patience=prof.recipe.patience,
                                  batch_size=prof.recipe.batch_size, seed=seed + fold,
-                                 device="cpu")
+                                 device="cpu", scale_X=False, scale_y=False)
             model = TransformedTargetRegressor(make_pipeline(StandardScaler(), net),
                                                transformer=StandardScaler())
             model.fit(X[fit_rows], y[fit_rows])

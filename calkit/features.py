@@ -237,7 +237,8 @@ class FeatureScaler(TransformerMixin, BaseEstimator):
         """Fit mean and scale on ``values`` (rows x features), ignoring NaN; ``y`` is unused."""
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or len(values) < 2:
-            raise ValueError(f"need a 2-D array with at least 2 rows, got shape {values.shape}")
+            raise ValueError(f"need a 2-D array with at least 2 rows, got shape {values.shape} "
+                             f"(n_samples={len(values) if values.ndim else 0})")
         self.mean_ = np.nanmean(values, axis=0)
         scale = np.nanstd(values, axis=0)
         self.scale_ = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)

@@ -32,8 +32,8 @@ so the number of workers never changes a number.
 
 One engine runs the grid: with ``--jobs 1`` (and no scheduler) the runs execute one after the
 other in this process; otherwise every run is a Dask task (``dask`` and ``distributed``, the
-``calkit[dask]`` extra; ``dask-jobqueue`` for Slurm: ``calkit[slurm]``). Workers write records
-straight into the results folder, so a cluster's workers must share that folder (and have
+``calkit-ood[dask]`` extra; ``dask-jobqueue`` for Slurm: ``calkit-ood[slurm]``). Workers write
+records straight into the results folder, so a cluster's workers must share that folder (and have
 calkit and the data installed). A task whose worker dies is run again on another worker; a
 task that finds its record already written returns at once.
 """
@@ -62,7 +62,7 @@ from calkit.profiles import PROFILES, check_profile
 from calkit.runs import RunConfig
 from calkit.store import record_path, results_dir, snapshot_path, stale_records_of
 
-DASK_HINT = ("pip install 'calkit[dask]'  (Slurm: pip install 'calkit[slurm]'), or run "
+DASK_HINT = ("pip install 'calkit-ood[dask]'  (Slurm: pip install 'calkit-ood[slurm]'), or run "
              "in-process with --jobs 1")
 CONNECT_TIMEOUT = "5s"
 TASK_RETRIES = 2
@@ -282,7 +282,7 @@ def slurm_cluster(cores: int = 4, memory: str = "16GB", walltime: str = "04:00:0
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
         raise SweepError(f"--cluster slurm needs dask-jobqueue ({exc}). Install it: "
-                         "pip install 'calkit[slurm]'.") from exc
+                         "pip install 'calkit-ood[slurm]'.") from exc
     if scale and shutil.which("sbatch") is None:
         raise SweepError("--cluster slurm submits Slurm jobs, but sbatch is not on the PATH: run "
                          "the sweep on a Slurm login node (or use --scheduler).")
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                         "needed); N > 1: a local Dask cluster of N one-thread worker processes "
                         "(default 2)")
     dask_opts = parser.add_argument_group(
-        "Dask", "run on Dask (pip install 'calkit[dask]'; Slurm: 'calkit[slurm]'). Workers "
+        "Dask", "run on Dask (pip install 'calkit-ood[dask]'; Slurm: 'calkit-ood[slurm]'). Workers "
         "write records into the results folder, so it must be shared with them.")
     dask_opts.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:PORT",
                            help="'local': a LocalCluster of --jobs workers; an address: a "

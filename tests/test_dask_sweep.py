@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 distributed = pytest.importorskip(
-    "distributed", reason="dask/distributed not installed: pip install 'calkit[dask]'")
+    "distributed", reason="dask/distributed not installed: pip install 'calkit-ood[dask]'")
 import cloudpickle  # noqa: E402  (a dependency of distributed)
 
 from calkit import store, sweep  # noqa: E402
@@ -140,7 +140,7 @@ def test_a_bad_scheduler_address_fails_fast_and_names_the_fix(configs, tmp_path,
 
 
 def test_slurm_cluster_job_script_carries_the_options():
-    pytest.importorskip("dask_jobqueue", reason="pip install 'calkit[slurm]'")
+    pytest.importorskip("dask_jobqueue", reason="pip install 'calkit-ood[slurm]'")
     cluster = sweep.slurm_cluster(cores=2, memory="4GB", walltime="00:30:00", jobs=3,
                                   account="acct", queue="short", extra=["--gres=gpu:1"],
                                   scale=False)
@@ -155,7 +155,7 @@ def test_slurm_cluster_job_script_carries_the_options():
 
 
 def test_slurm_without_sbatch_is_refused_before_submitting(monkeypatch, tmp_path, capsys):
-    pytest.importorskip("dask_jobqueue", reason="pip install 'calkit[slurm]'")
+    pytest.importorskip("dask_jobqueue", reason="pip install 'calkit-ood[slurm]'")
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     with pytest.raises(sweep.SweepError, match="sbatch is not on the PATH"):
         sweep.slurm_cluster()

@@ -226,7 +226,8 @@ def test_grid_loading_validates_entries(tmp_path):
 def test_jobs_one_and_two_give_identical_records(real_data, tmp_path):
     """A smoke grid (baseline, CAL, a fine-tune that waits for its baseline), one seed,
     sequentially and in two worker processes."""
-    pytest.importorskip("distributed", reason="--jobs 2 runs on Dask: pip install 'calkit[dask]'")
+    pytest.importorskip("distributed",
+                        reason="--jobs 2 runs on Dask: pip install 'calkit-ood[dask]'")
     grid = tmp_path / "grid.yaml"
     grid.write_text("runs:\n  - {method: baseline}\n  - {method: cal}\n"
                     "  - {method: finetune, target_set: relation, n_target: 16}\n")
@@ -290,7 +291,7 @@ def test_sweeps_run_without_dask_in_process_and_name_the_extra_otherwise(tmp_pat
     assert sweep.run_sweep([config], jobs=1, root=tmp_path, progress=False, runner=runner) == {}
     assert calls == [config.run_id]
     for kwargs in ({"jobs": 2}, {"scheduler": "local"}, {"scheduler": "tcp://127.0.0.1:9"}):
-        with pytest.raises(sweep.SweepError, match=r"pip install 'calkit\[dask\]'.*--jobs 1"):
+        with pytest.raises(sweep.SweepError, match=r"pip install 'calkit-ood\[dask\]'.*--jobs 1"):
             sweep.run_sweep([config], root=tmp_path, progress=False, runner=runner, **kwargs)
     grid = tmp_path / "g.yaml"
     grid.write_text("runs:\n  - {method: baseline}\n")

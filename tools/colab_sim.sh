@@ -27,7 +27,7 @@ before=$("$WORK/venv/bin/python" -c 'import numpy, torch; print(torch.__version_
 step "build the wheel and install it with its lower bounds only"
 git -C "$ROOT" archive --format=tar HEAD | (mkdir -p "$WORK/src" && tar -x -C "$WORK/src")
 $PIP wheel --no-deps --wheel-dir "$WORK/dist" "$WORK/src"  # from a copy: no build/ in the checkout
-$PIP install "$WORK"/dist/calkit-*.whl
+$PIP install "$WORK"/dist/calkit_ood-*.whl
 after=$("$WORK/venv/bin/python" -c 'import numpy, torch; print(torch.__version__, numpy.__version__)')
 if [ "$before" != "$after" ]; then
     echo "colab_sim: installing calkit replaced the runtime's torch/numpy ($before -> $after)" >&2
