@@ -16,6 +16,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,15 @@ from calkit.methods import MethodInputs
 from calkit.pipeline import DataBundle, prepare_data
 from calkit.runs import RECORD_FORMAT, ResolvedRun, RunConfig
 from calkit.splits import SplitConfig
-from calkit.store import checkpoint_path, load_record, record_path, snapshot_path, write_json
+from calkit.store import (
+    RECOMPUTE_RTOL,
+    checkpoint_path,
+    load_record,
+    metrics_difference,
+    record_path,
+    snapshot_path,
+    write_json,
+)
 
 
 @contextlib.contextmanager
@@ -150,12 +159,15 @@ def _load_models(run: ResolvedRun, path: Path, in_features: int):
     return models
 
 
-def baseline_models(config: RunConfig, bundle: DataBundle, root=None, progress: bool = True):
+def baseline_models(config: RunConfig, bundle: DataBundle, root=None, progress: bool = True,
+                    check: dict | None = None):
     """The ``(raw, ema)`` models of ``config``'s baseline, from its checkpoint.
 
     The checkpoint is git-ignored, so on a fresh clone the record may exist without it: the
-    baseline is then retrained (deterministic for a fixed config and seed) and its metrics are
-    checked against the stored record before the checkpoint is used.
+    baseline is then retrained (deterministic for a fixed config and seed on one machine) and
+    its metrics are compared with the stored record within :data:`RECOMPUTE_RTOL`. A larger
+    difference (another machine) is reported, not fatal: the recomputed baseline is used, and
+    ``check`` (if given) receives what the dependent run's record says about it.
     """
     base = config.baseline().resolve()
     ckpt = checkpoint_path(base.run_id, config.profile, root)
@@ -167,13 +179,35 @@ def baseline_models(config: RunConfig, bundle: DataBundle, root=None, progress: 
                   f"committed); retraining {base.run_id} now (its record took "
                   f"{seconds or '?'} s) and checking it against the stored record.",
                   file=sys.stderr, flush=True)
-        run_experiment(config.baseline(), root=root, progress=progress, bundle=bundle,
-                       rebuild_checkpoint=True)
+        rebuilt = run_experiment(config.baseline(), root=root, progress=progress, bundle=bundle,
+                                 rebuild_checkpoint=True)
+        if check is not None and "recomputed" in rebuilt:
+            check.update(run_id=base.run_id, **rebuilt["recomputed"])
     return _load_models(base, ckpt, bundle.X.shape[1])
 
 
 class RecordMismatch(RuntimeError):
-    """A recomputed run does not reproduce its stored record."""
+    """A recomputed run's metrics have another structure than its stored record's."""
+
+
+def _compare_recomputed(run_id: str, stored: dict, metrics: dict, environment: dict) -> dict:
+    """How a recomputed run's metrics compare with its stored record's (module docstring)."""
+    diff = metrics_difference(stored["metrics"], metrics)
+    if diff is None:
+        raise RecordMismatch(
+            f"recomputing {run_id} gave metrics of another structure than its stored record "
+            "(other sets or models): the record was made by other code. Rerun it with "
+            "force=True (or `calkit sweep GRID --rerun-stale`) to replace it.")
+    within = diff <= RECOMPUTE_RTOL
+    if not within:
+        warnings.warn(
+            f"recomputing {run_id} on this machine ({environment.get('hardware', {}).get('cpu')})"
+            f" moved its metrics by up to {diff:.2g} relative, more than the {RECOMPUTE_RTOL:g} "
+            f"that float rounding across machines explains; the stored record (made on "
+            f"{stored.get('hardware', {}).get('cpu')}) is kept and the run that needed it goes "
+            "on with the recomputed model, naming it in its record.", stacklevel=3)
+    return {"max_rel_difference": diff, "tolerance": RECOMPUTE_RTOL, "within_tolerance": within,
+            "stored_hardware": stored.get("hardware"), "hardware": environment.get("hardware")}
 
 
 def run_experiment(config: RunConfig, root: str | Path | None = None, force: bool = False,
@@ -196,8 +230,11 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
         force: Recompute even if a record exists.
         progress: Show progress bars.
         bundle: A prepared data bundle to reuse (must match the config's data set/profile).
-        rebuild_checkpoint: Recompute a run whose record exists to restore its checkpoint;
-            the recomputed metrics must equal the stored ones (else :class:`RecordMismatch`).
+        rebuild_checkpoint: Recompute a run whose record exists to restore its checkpoint.
+            Recomputed metrics within :data:`RECOMPUTE_RTOL` of the stored ones are accepted;
+            a larger difference is warned about and returned under ``recomputed`` (never
+            written to the stored record); metrics of another structure (other code) raise
+            :class:`RecordMismatch`.
 
     Returns:
         The record as a dict.
@@ -232,6 +269,7 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
                         code=CODE_STATE[0])
     train_cfg = run.train
     train_cfg.progress = progress
+    baseline_check: dict = {}
     with torch_threads(run.threads):
         model = None
         if not method.needs_baseline:
@@ -242,7 +280,7 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
             sal=run.sal, finetune=run.finetune,
             target_set=(run.identity["target"] or {}).get("set"), n_target=config.n_target,
             target_seed=config.target_seed,
-            baseline=lambda: baseline_models(config, bundle, root, progress),
+            baseline=lambda: baseline_models(config, bundle, root, progress, baseline_check),
             settings=dict(method.settings), snapshot=snapshot)
         out = method.run(inputs)
         eval_masks = {k: np.asarray(v, bool) for k, v in dict(out.eval_masks).items()}
@@ -253,11 +291,9 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
                                       bundle.target_scale.scale)
                    for key, model in models.items()}
         environment = environment_info(config.device)
-    if stored is not None and rebuild_checkpoint and metrics != stored["metrics"]:
-        raise RecordMismatch(
-            f"recomputing {run.run_id} did not reproduce its stored metrics; the record was "
-            "made by other code or another machine. Rerun it with force=True (or "
-            "`calkit sweep GRID --rerun-stale`) to replace it.")
+    recomputed = None
+    if stored is not None and rebuild_checkpoint:
+        recomputed = _compare_recomputed(run.run_id, stored, metrics, environment)
     if method.saves_checkpoint:
         ckpt = checkpoint_path(run.run_id, config.profile, root)
         with atomic_write(ckpt) as tmp:
@@ -265,7 +301,7 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
                         "ema_model": out.ema_model.state_dict()}, tmp)
     if stored is not None and rebuild_checkpoint:
         snapshot.path.unlink(missing_ok=True)
-        return stored
+        return {**stored, "recomputed": recomputed}
     pred_sets = sorted({col.RELATION, *([out.extra["target_set"]]
                                         if "target_set" in out.extra else [])})
     history = out.history
@@ -281,6 +317,7 @@ def run_experiment(config: RunConfig, root: str | Path | None = None, force: boo
         "predictions": _predictions(out.ema_model, bundle, eval_masks, pred_sets),
         **out.run_info,
         **out.extra,
+        **({"baseline_recomputed": baseline_check} if baseline_check else {}),
         "history": {k: list(v.values()) for k, v in json.loads(history.to_json()).items()},
         "data": {"rows": len(bundle.frame), "fit_on": bundle.fit_on,
                  "sets_source": bundle.sets_source,

@@ -150,3 +150,34 @@ def _old_request(record: dict) -> dict | None:
         return None
     # Format-1 runs had no protocol field; they all used the paper's random splits.
     return {**RunConfig(method=old["method"]).request(), "protocol": "paper", **old}
+
+
+RECOMPUTE_RTOL = 1e-4
+"""Relative tolerance within which a run recomputed on another machine matches its stored
+record. A run id means "the same computation", not "the same bits on every CPU": another CPU
+family or BLAS build moves float32 results in the last bits (observed: 1e-7 to 1e-6 relative
+after 60 epochs), which this bound accepts."""
+
+
+def metrics_difference(stored: dict, recomputed: dict) -> float | None:
+    """Largest relative difference between two nested metric dicts.
+
+    ``None`` when their structure (sets, models, metric names) differs, i.e. other code made
+    one of them.
+    """
+    if isinstance(stored, dict) != isinstance(recomputed, dict):
+        return None
+    if isinstance(stored, dict):
+        if set(stored) != set(recomputed):
+            return None
+        worst = 0.0
+        for key in stored:
+            diff = metrics_difference(stored[key], recomputed[key])
+            if diff is None:
+                return None
+            worst = max(worst, diff)
+        return worst
+    a, b = float(stored), float(recomputed)
+    if a == b or (a != a and b != b):  # equal, or both NaN
+        return 0.0
+    return abs(a - b) / max(abs(a), abs(b), 1e-12)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -184,13 +185,53 @@ def test_finetune_rebuilds_a_missing_baseline_checkpoint_and_checks_it(tiny_bund
     assert len(record["target_indices"]) == 16
     assert record["metrics"]["ema"]["piezo_target"]["n"] == 16
     assert store.load_record(store.record_path(base.run_id, "smoke", tmp_path)) == stored
-    # A stored baseline that the code does not reproduce is refused, not silently replaced.
+    # Metrics of another structure come from other code: refused, not silently replaced.
     ckpt.unlink()
     path = store.record_path(base.run_id, "smoke", tmp_path)
     tampered = {**stored, "metrics": {**stored["metrics"], "ema": {}}}
     path.write_text(json.dumps(tampered))
-    with pytest.raises(runner.RecordMismatch, match="did not reproduce"):
+    with pytest.raises(runner.RecordMismatch, match="another structure"):
         runner.run_experiment(ft, root=tmp_path, progress=False, bundle=tiny_bundle, force=True)
+
+
+def _perturbed(record: dict, rel: float) -> dict:
+    """The record with every metric moved by ``rel`` relative (another machine's rounding)."""
+    def move(node):
+        if isinstance(node, dict):
+            return {k: move(v) for k, v in node.items()}
+        return node * (1 + rel) if isinstance(node, float) else node
+    return {**record, "metrics": move(record["metrics"])}
+
+
+@pytest.mark.parametrize("rel, within", [(1e-7, True), (1e-2, False)])
+def test_a_baseline_recomputed_elsewhere_is_compared_within_a_tolerance(tiny_bundle, tmp_path,
+                                                                       rel, within):
+    """Records are portable: a fine-tune whose baseline checkpoint is missing recomputes the
+    baseline; a difference within RECOMPUTE_RTOL is accepted silently, a larger one is warned
+    about and named in the fine-tune's record, and the run completes either way."""
+    base = RunConfig(method="baseline", profile="smoke", epochs=2)
+    ft = RunConfig(method="finetune", profile="smoke", epochs=2, target_set="relation",
+                   n_target=16)
+    stored = runner.run_experiment(base, root=tmp_path, progress=False, bundle=tiny_bundle)
+    store.checkpoint_path(base.run_id, "smoke", tmp_path).unlink()
+    path = store.record_path(base.run_id, "smoke", tmp_path)
+    path.write_text(json.dumps(_perturbed(stored, rel)))
+    assert store.metrics_difference(stored["metrics"], _perturbed(stored, rel)["metrics"]) \
+        == pytest.approx(rel, rel=0.02)
+    if within:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no warning at all
+            record = runner.run_experiment(ft, root=tmp_path, progress=False,
+                                           bundle=tiny_bundle)
+    else:
+        with pytest.warns(UserWarning, match=r"moved its metrics by up to 0\.0099 relative"):
+            record = runner.run_experiment(ft, root=tmp_path, progress=False,
+                                           bundle=tiny_bundle)
+    check = record["baseline_recomputed"]
+    assert check["run_id"] == base.run_id and check["within_tolerance"] is within
+    assert check["max_rel_difference"] == pytest.approx(rel, rel=0.02)
+    assert store.load_record(path) == _perturbed(stored, rel)  # the stored record is kept
+    assert record["metrics"]["ema"]["piezo_target"]["n"] == 16
 
 
 def test_corrupted_record_names_the_file(tmp_path):
