@@ -68,6 +68,21 @@ def test_source_notebooks_have_no_outputs_and_a_parameters_cell():
         )
 
 
+def test_colab_bootstrap_and_badges_come_from_one_repository_setting():
+    """Every notebook's bootstrap cell and every intro badge is written from _config.yml's
+    repository.url (tools/sync_colab.py), so the URL is one setting."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "sync_colab.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+    import yaml
+
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert sum(url in p.read_text() for p in (ROOT / "notebooks").glob("*.ipynb")) == 6
+
+
 def test_smoke_book_pages_show_figures_and_colab_button(smoke_book):
     html = smoke_book / "html"
     assert (html / "index.html").is_file()
