@@ -59,6 +59,36 @@ mae = record["metrics"]["ema"]["train"]["mae"]
 print(f"[colab_sim] downloaded {path.name} ({path.stat().st_size:,} bytes, hash checked); "
       f"smoke baseline on phonons: training MAE {mae:.1f} cm^-1")
 EOF
+step "the installed command: --version, and a train / predict round trip on a 300-row CSV"
+"$WORK/venv/bin/calkit" --version
+"$WORK/venv/bin/calkit-ood" --version >/dev/null
+"$WORK/venv/bin/python" - <<'PY'
+import numpy as np
+import pandas as pd
+
+rng = np.random.default_rng(0)
+elements = ["Li", "Na", "Mg", "Al", "Si", "Ti", "Fe", "Ni", "Cu", "Zn", "O", "S", "N", "Cl"]
+rows = {}
+while len(rows) < 340:
+    picks = rng.choice(len(elements), size=rng.integers(2, 4), replace=False)
+    counts = rng.integers(1, 5, size=len(picks))
+    formula = "".join(f"{elements[p]}{c}" for p, c in zip(picks, counts))
+    rows[formula] = float(np.dot(counts, picks) / counts.sum())
+table = pd.DataFrame({"formula": list(rows), "y": list(rows.values())})
+table.iloc[:300].to_csv("train.csv", index=False)
+table.iloc[300:][["formula"]].to_csv("new.csv", index=False)
+PY
+env -u CALKIT_DATA HOME="$WORK/home" MPLCONFIGDIR="$WORK/mpl" "$WORK/venv/bin/calkit" train \
+    train.csv --target y --method cal --epochs 3 --n-models 2 -o model.calkit --quiet
+env -u CALKIT_DATA HOME="$WORK/home" MPLCONFIGDIR="$WORK/mpl" "$WORK/venv/bin/calkit" predict \
+    model.calkit new.csv -o predictions.csv --quiet
+"$WORK/venv/bin/python" -c "
+import pandas as pd
+p = pd.read_csv('predictions.csv')
+assert list(p.columns) == ['formula', 'prediction', 'prediction_std'] and len(p) == 40, p
+assert p['prediction'].notna().all() and (p['prediction_std'] > 0).all()
+print('[colab_sim] calkit train / predict: 300 rows in, 40 predictions with their spread out')"
+
 step "notebooks 02 and 04 on a fresh 'Colab' runtime prepared only by their bootstrap cell"
 # A loopback git remote of the committed code stands in for the repository's URL, the loopback
 # mirror for the data. The runtime has Colab's own torch, numpy and Jupyter, and nothing of calkit.
