@@ -488,3 +488,36 @@ def test_targeted_cal_learns_its_own_rows_beyond_the_training_labels(profile):
     curve = result.history["infoY_delta_e_target/loss"].to_numpy()
     warmup = result.history["phase"].to_numpy() == 0
     assert curve[-1] < 0.2 * curve[warmup].min(), (curve[warmup].min(), curve[-1])
+
+
+def test_targeted_select_chooses_on_held_out_target_rows_only():
+    """The targeted recipe and epoch are chosen on a held-out fifth of the N rows (fine-tuning's
+    split) and the winner is refitted on all N for that many epochs; the target set's evaluation
+    rows play no part: garbling their labels changes nothing about the choice."""
+    from calkit.methods.finetune import holdout_positions
+    from calkit.methods.registry import MethodInputs
+    from calkit.methods.targeted_select import TARGETED_CANDIDATES, run_targeted_select
+
+    X, y, sets = label_shifted_regression()
+    cfg = cal_config("cpu", epochs=8, pre_adv_epochs=3, patience=8, ema_start_epoch=3,
+                     progress=False)
+
+    def search(labels):
+        inputs = MethodInputs(X=X, y=labels, masks=sets, model=small_net(), train=cfg.train,
+                              sal=cfg.sal, target_set="prior", n_target=64,
+                              settings={"candidates": TARGETED_CANDIDATES,
+                                        "holdout_fraction": 0.2})
+        return run_targeted_select(inputs)
+
+    out = search(y)
+    chosen = out.extra["selection"]
+    assert len(chosen["grid"]) == len(TARGETED_CANDIDATES) and chosen["heldout_rows"] == 13
+    assert len(holdout_positions(64, 0.2, cfg.train.seed)) == 13
+    assert chosen["heldout_loss"] == min(g["heldout_loss"] for g in chosen["grid"])
+    assert len(out.history) == chosen["epochs"]  # the refit ran exactly the chosen epochs
+    assert out.eval_masks["infoY_delta_e_target"].sum() == 64
+    evaluation = out.eval_masks["infoY_delta_e"]
+    assert not (evaluation & out.eval_masks["infoY_delta_e_target"]).any()
+    garbled = y.copy()
+    garbled[evaluation] = 1e3
+    assert search(garbled).extra["selection"] == chosen

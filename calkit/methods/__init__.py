@@ -2,7 +2,8 @@
 
 Importing this package registers every method, family by family, in the order of tables and
 error messages: ``plain`` (the baseline), ``cal`` (CAL, targeted CAL and the paper's
-ablations), ``finetune``, the controls and the OOD baselines (:mod:`calkit.methods.baselines`).
+ablations), ``finetune``, the controls, targeted CAL with a recipe chosen on held-out target rows
+(:mod:`calkit.methods.targeted_select`) and the OOD baselines (:mod:`calkit.methods.baselines`).
 """
 
 import importlib
@@ -18,7 +19,7 @@ from calkit.methods.registry import (
     register,
 )
 
-FAMILY_MODULES = ("plain", "cal", "finetune", "controls", "baselines")
+FAMILY_MODULES = ("plain", "cal", "finetune", "controls", "targeted_select", "baselines")
 for _module in FAMILY_MODULES:
     importlib.import_module(f"calkit.methods.{_module}")
 

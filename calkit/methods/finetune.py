@@ -65,6 +65,15 @@ def _heldout_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_none)
     return value
 
 
+def holdout_positions(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted positions (within N target rows) held out to choose a targeted method's settings.
+
+    Fine-tuning and targeted CAL with a chosen recipe share it, so both choose on the same rows.
+    """
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:min(max(1, round(fraction * n)), n - 1)])
+
+
 def fine_tune(model: nn.Module, X_target: np.ndarray, y_target: np.ndarray,
               config: FineTuneConfig | None = None,
               recipe: TrainConfig | None = None) -> FineTuneResult:
@@ -91,9 +100,8 @@ def fine_tune(model: nn.Module, X_target: np.ndarray, y_target: np.ndarray,
     _, loss_none = loss_functions(recipe.loss)
     Xt = torch.as_tensor(np.asarray(X_target, np.float32), device=device)
     yt = torch.as_tensor(np.asarray(y_target, np.float32).reshape(-1), device=device)
-    order = np.random.default_rng(recipe.seed).permutation(n)
-    n_hold = min(max(1, round(cfg.holdout_fraction * n)), n - 1)
-    hold = np.sort(order[:n_hold])
+    hold = holdout_positions(n, cfg.holdout_fraction, recipe.seed)
+    n_hold = len(hold)
     is_hold = np.zeros(n, bool)
     is_hold[hold] = True
     base = copy.deepcopy(model).to(device)

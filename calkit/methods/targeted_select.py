@@ -1,0 +1,109 @@
+"""Targeted CAL whose recipe and epoch are chosen on held-out target rows, as fine-tuning's are.
+
+Targeted CAL under the cpu recipe never learned its prior-set rows (the book's withdrawn
+verdict); which recipe lets it learn them must not be chosen on the rows it is evaluated on. So,
+as fine-tuning does (:mod:`calkit.methods.finetune`): the N target rows are split (seeded) into a
+fit part and a held-out fifth; each candidate recipe runs targeted CAL with the fit part as its
+adversarial source, and its loss on the held-out rows is read after every epoch; the
+``(candidate, epoch)`` with the lowest held-out loss wins (a warm-up epoch may win: then the
+targeting did not help on rows it had not seen); the winner is refitted on all N rows for that
+many epochs. No other target-set row is looked at. The split is fine-tuning's, so both targeted
+methods choose on the same rows.
+
+The candidates are declared once (:data:`TARGETED_CANDIDATES`) as overrides of the profile's
+recipe and SAL settings; they are part of the run identity (the method's ``settings``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from calkit.config import CALConfig, split_overrides, with_fields
+from calkit.methods.cal import fit_cal
+from calkit.methods.finetune import holdout_positions
+from calkit.methods.registry import Method, MethodInputs, MethodOutput, register
+from calkit.splits import select_target
+
+TARGETED_CANDIDATES: tuple[tuple[tuple[str, Any], ...], ...] = (
+    (),
+    (("lr", 1e-4), ("schedule", "none")),
+    (("lr", 1e-4), ("research_eval_mode_quirk", True), ("schedule", "none"),
+     ("supervised_on_all", False), ("theta_lr_schedule", "constant")),
+)
+"""The candidate recipes, as overrides of the profile's: the profile's own; its supervised steps
+at the authors' constant 1e-4; and all four factors of the what-breaks-targeting study at the
+authors' values (their loop, rate, eval-mode quirk and theta rate)."""
+
+HOLDOUT_FRACTION = 0.2
+"""Share of the N target rows held out to choose the candidate and the epoch (fine-tuning's)."""
+
+FIT, HELDOUT = "select_fit", "select_heldout"
+"""Names of the two parts of the N rows during the search."""
+
+
+def candidate_config(train: Any, sal: Any, overrides: tuple[tuple[str, Any], ...]) -> CALConfig:
+    """The profile's recipe and SAL settings with one candidate's overrides (last epoch kept)."""
+    train_over, sal_over = split_overrides(dict(overrides))
+    return CALConfig(with_fields(replace(train, selection="last"), train_over),
+                     with_fields(sal, sal_over))
+
+
+def run_targeted_select(inputs: MethodInputs) -> MethodOutput:
+    """Registry run function: search the candidates on held-out rows, then refit the winner."""
+    candidates = tuple(tuple(tuple(pair) for pair in c)
+                       for c in inputs.settings["candidates"])
+    idx, eval_masks = select_target(inputs.masks, inputs.target_set, inputs.n_target,
+                                    inputs.target_seed, n_rows=len(inputs.X))
+    hold = np.zeros(len(idx), bool)
+    hold[holdout_positions(len(idx), inputs.settings["holdout_fraction"], inputs.train.seed)] = True
+    search_masks = dict(eval_masks)
+    search_masks[FIT] = np.isin(np.arange(len(inputs.X)), idx[~hold])
+    search_masks[HELDOUT] = np.isin(np.arange(len(inputs.X)), idx[hold])
+    start = copy.deepcopy(inputs.model.state_dict())
+    grid, best = [], (math.inf, -1, -1)
+    for k, overrides in enumerate(candidates):
+        inputs.model.load_state_dict(start)
+        result = fit_cal(inputs.model, inputs.X, inputs.y, search_masks,
+                         candidate_config(inputs.train, inputs.sal, overrides),
+                         target_set=FIT, n_target=int((~hold).sum()), target_seed=0)
+        curve = result.history[f"{HELDOUT}/loss"].to_numpy(float)
+        epoch = int(np.nanargmin(curve)) if np.isfinite(curve).any() else -1
+        loss = float(curve[epoch]) if epoch >= 0 else math.inf
+        grid.append({"candidate": dict(overrides), "best_epochs": epoch + 1,
+                     "heldout_loss": loss, "epochs_run": len(curve)})
+        if loss < best[0]:
+            best = (loss, k, epoch)
+    loss, k, epoch = best
+    if k < 0:
+        raise RuntimeError("no candidate recipe gave a finite held-out loss")
+    config = candidate_config(inputs.train, inputs.sal, candidates[k])
+    # Exactly the chosen number of epochs: early stopping may not cut the refit shorter.
+    config = CALConfig(replace(config.train, epochs=epoch + 1, patience=epoch + 1), config.sal)
+    inputs.model.load_state_dict(start)
+    result = fit_cal(inputs.model, inputs.X, inputs.y, inputs.masks, config,
+                     target_set=inputs.target_set, n_target=inputs.n_target,
+                     target_seed=inputs.target_seed, snapshot=None)
+    warmup = config.sal.pre_adv_epochs
+    extra = {"target_set": result.target_set, "target_indices": result.target_indices.tolist(),
+             "selection": {"candidate": dict(candidates[k]), "epochs": epoch + 1,
+                           "heldout_loss": loss, "heldout_rows": int(hold.sum()),
+                           "in_warmup": epoch < warmup, "grid": grid}}
+    return MethodOutput(result.model, result.ema_model, result.history, result.sets,
+                        result.run_info(), extra, result.last_model, result.last_ema_model)
+
+
+register(Method(
+    "targeted_select", "targeted CAL (recipe chosen on held-out rows)", "cal",
+    run_targeted_select,
+    "targeted CAL whose recipe (TARGETED_CANDIDATES) and epoch are chosen on a held-out fifth of "
+    "the N target rows, then refitted on all N, as fine-tuning chooses its rate and epochs",
+    recipe_changes={"selection": "last"},
+    why="The recipe under which targeted CAL learns its rows is chosen without the target set's "
+        "evaluation rows; the refit keeps its last (chosen) epoch.",
+    needs_target=True,
+    settings={"candidates": TARGETED_CANDIDATES, "holdout_fraction": HOLDOUT_FRACTION}))
