@@ -922,6 +922,42 @@ def targeting_cost(summary: pd.DataFrame, sets: tuple[str, ...] = BASE_SETS) -> 
     return table
 
 
+TARGETED_METHODS = ("targeted", "finetune")
+"""The two ways of using N target rows that the paper compares."""
+
+
+def targeting_cost_change(records: list[dict], which: str = "ema") -> pd.DataFrame:
+    """What targeting one set costs on the others, relative to the IR-net, for both methods.
+
+    For every targeted CAL and fine-tuning run kind and every set (the validation splits and
+    each OOD set), the paired relative change of its loss against the IR-net of the same seed,
+    with its 95 % interval (no multiplicity correction: a description, not a test).
+
+    Returns:
+        A frame indexed by run label with one formatted ``"+x % [lo, hi]"`` cell per set and,
+        for targeted CAL, how many seeds learned their own rows (a run kind that did not says
+        nothing about targeting). The N rows are left out of the targeted runs' evaluation sets
+        (where sets overlap), not of the IR-net's.
+    """
+    frame = metrics_frame(records, which)
+    if frame.empty:
+        return pd.DataFrame()
+    sets = [*ood_sets_of(records), VALIDATION]
+    rows = {}
+    for method in TARGETED_METHODS:
+        for target, n in targeted_pairs(records):
+            label = run_label(method, target, n)
+            for set_name in sets:
+                pair = _pair(frame, ("baseline", "", 0), (method, target, n), set_name, "loss")
+                if pair["n_pairs"]:
+                    rows.setdefault(label, {})[col.set_label(set_name)] = format_change(
+                        pair["rel"], pair["rel_low"], pair["rel_high"])
+            failed, checked = unlearned_runs(records, method, target, n)
+            if label in rows and checked:
+                rows[label]["learned its rows"] = f"{checked - failed} of {checked} seeds"
+    return pd.DataFrame.from_dict(rows, orient="index").fillna("-")
+
+
 def find_record(records: list[dict], method: str, target_set: str | None = None,
                 n_target: int = 0, seed: int = 0) -> dict | None:
     """The record of one run without overrides, or ``None``."""

@@ -116,3 +116,25 @@ def test_factor_study_reading_rule():
     assert diagnostics.breaking_factors(table) == ["cpu recipe + constant 1e-4"]
     # No verdict without the cpu reference failing in every seed.
     assert diagnostics.breaking_factors(table[table["setting"] != "cpu recipe"]) == []
+
+
+def test_targeting_cost_is_relative_to_the_irnet_and_says_whether_rows_were_learned():
+    def plain(s):
+        rec = _targeted("baseline", s, None, 0.1)
+        rec["request"].update(target_set=None, n_target=0)
+        for model in rec["metrics"].values():
+            model[col.RELATION] = {"n": 10, "loss": 0.1, "mae": 0.2}
+        return rec
+    records = [plain(s) for s in range(3)]
+    for s in range(3):
+        for method, curve in (("targeted", STUCK), ("finetune", None)):
+            rec = _targeted(method, s, curve, 0.05)
+            for model in rec["metrics"].values():
+                model[col.RELATION] = {"n": 10, "loss": 0.2 + 0.001 * s, "mae": 0.4}
+            records.append(rec)
+    table = reporting.targeting_cost_change(records)
+    targeted = [i for i in table.index if i.startswith("targeted")][0]
+    assert table.loc[targeted, "learned its rows"] == "0 of 3 seeds"
+    assert table.loc[targeted, col.set_label(col.RELATION)].startswith("2.01x")
+    finetune = [i for i in table.index if i.startswith("fine-tune")][0]
+    assert table.loc[finetune, "learned its rows"] == "-"
