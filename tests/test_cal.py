@@ -218,7 +218,7 @@ def test_presets_and_bad_names():
     assert sal_preset("paper_alt").attack_lr == 5e-5
     with pytest.raises(ValueError, match="valid: paper, paper_alt, cpu"):
         sal_preset("fast")
-    with pytest.raises(ValueError, match="Valid profiles: smoke, cpu, paper"):
+    with pytest.raises(ValueError, match="Valid profiles: smoke, cpu, authors, paper"):
         cal_config("fast")
     with pytest.raises(ValueError, match="unknown config field.*atack_lr"):
         cal_config("cpu", atack_lr=1.0)
