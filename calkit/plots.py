@@ -377,36 +377,77 @@ def radar(table: pd.DataFrame, title: str = "") -> plt.Figure:
     return fig
 
 
+RATIO_LIMIT = 4.0
+"""The per-claim figure's axis runs over loss ratios from ``1 / RATIO_LIMIT`` to ``RATIO_LIMIT``;
+values beyond are marked at its edge with their number instead of stretching the axis."""
+
+_RATIO_TICKS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _log_ratio(change: np.ndarray | float) -> np.ndarray:
+    return np.log2(1.0 + np.asarray(change, dtype=float))
+
+
 def paired_dots(points: pd.DataFrame, table: pd.DataFrame, title: str = "") -> plt.Figure:
     """Per-seed paired relative changes of each claim, with its interval and the paper's value.
 
+    The axis is the log ratio of the two losses, so a halving and a doubling sit at the same
+    distance from zero and one claim of 180x does not squeeze the others onto the zero line;
+    values beyond :data:`RATIO_LIMIT` are drawn as a triangle at the axis edge with their value.
+
     Args:
         points: Long frame ``claim, seed, change`` (:func:`calkit.reporting.paired_points`).
-        table: Per-claim ``estimate, low, high`` (and ``paper_change`` if the paper has one),
-            indexed by claim, in display order.
+        table: Per-claim ``estimate, low, high`` (and ``paper_change`` if the paper has one,
+            ``verdict`` if judged), indexed by claim, in display order.
         title: Axes title.
 
     Returns:
         The figure: one row per claim; dots are seeds, the bar the 95 % interval, the cross
         the paper's change; left of the zero line means the second method's loss is lower.
+        A withdrawn claim is drawn in grey and says so.
     """
+    from calkit.reporting import format_change
+
     claims = list(table.index)
-    fig, ax = plt.subplots(figsize=(8, 0.38 * len(claims) + 1.2))
+    edge = float(np.log2(RATIO_LIMIT))
+    fig, ax = plt.subplots(figsize=(10, 0.38 * len(claims) + 1.3))
+    labels = []
     for i, claim in enumerate(claims):
         y = len(claims) - 1 - i
-        seeds = points[points["claim"] == claim]["change"].to_numpy() * 100
-        ax.scatter(seeds, np.full(len(seeds), y) + np.linspace(-0.12, 0.12, len(seeds)),
-                   s=14, color="0.35", zorder=3)
         row = table.loc[claim]
+        withdrawn = row.get("verdict") == "withdrawn"
+        colour, dots = ("0.7", "0.75") if withdrawn else ("C0", "0.35")
+        labels.append(f"{claim} (withdrawn)" if withdrawn else claim)
+        seeds = _log_ratio(points[points["claim"] == claim]["change"].to_numpy())
+        jitter = np.full(len(seeds), y) + np.linspace(-0.12, 0.12, len(seeds))
+        inside = np.abs(seeds) <= edge
+        ax.scatter(seeds[inside], jitter[inside], s=14, color=dots, zorder=3)
+        if (~inside).any():
+            ax.scatter(np.sign(seeds[~inside]) * edge, jitter[~inside], s=22, color=dots,
+                       marker=">" if seeds[~inside][0] > 0 else "<", zorder=3)
         if np.isfinite(row["low"]) and np.isfinite(row["high"]):
-            ax.plot([row["low"] * 100, row["high"] * 100], [y, y], color="C0", lw=3, alpha=0.6)
-        ax.plot(row["estimate"] * 100, y, "|", color="C0", ms=14, mew=2)
+            low, high = np.clip(_log_ratio([row["low"], row["high"]]), -edge, edge)
+            ax.plot([low, high], [y, y], color=colour, lw=3, alpha=0.6)
+        estimate = float(_log_ratio(row["estimate"]))
+        if abs(estimate) <= edge:
+            ax.plot(estimate, y, "|", color=colour, ms=14, mew=2)
+        else:
+            side = np.sign(estimate)
+            ax.plot(side * edge, y, ">" if side > 0 else "<", color=colour, ms=9)
+            ax.annotate(format_change(row["estimate"], row["low"], row["high"]),
+                        (side * edge, y), xytext=(-6 * side, 7), textcoords="offset points",
+                        ha="right" if side > 0 else "left", fontsize=7, color=colour)
         if "paper_change" in row and np.isfinite(row["paper_change"]):
-            ax.plot(row["paper_change"] * 100, y, "x", color="C3", ms=8, mew=2, zorder=4)
+            ax.plot(np.clip(_log_ratio(row["paper_change"]), -edge, edge), y, "x", color="C3",
+                    ms=8, mew=2, zorder=4)
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_yticks(range(len(claims)), list(reversed(claims)), fontsize=8)
-    ax.set_xlabel("relative change of the loss, % (negative: the second method is better)")
-    ax.set_title(title or "per-seed paired changes (dots), 95 % interval (bar), paper (x)")
+    ax.set_xlim(-edge * 1.05, edge * 1.05)
+    ticks = np.log2(_RATIO_TICKS)
+    ax.set_xticks(ticks, [f"{100 * (r - 1):+.0f} %" if r != 1 else "0" for r in _RATIO_TICKS])
+    ax.set_yticks(range(len(claims)), list(reversed(labels)), fontsize=8)
+    ax.set_xlabel(f"change of the loss, log-ratio axis (left: the second method is better; "
+                  f"beyond {RATIO_LIMIT:g}x: a triangle at the edge)", fontsize=8)
+    ax.set_title(title or "seeds (dots), 95 % interval (bar), paper (x)", fontsize=9)
     fig.tight_layout()
     return fig
 

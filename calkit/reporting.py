@@ -1272,14 +1272,28 @@ def display_ablation(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
 
 
 def display_claims(table: pd.DataFrame) -> pd.DataFrame:
-    """The claims table for a page: the paper's change, ours with its interval, the verdict."""
+    """The claims table for a page, narrow enough for the content column.
+
+    Columns: the paper's change, ours with its 95 % interval, seeds and the verdict word; the
+    Holm p-values and the verdicts' reasons are :func:`claims_detail`'s.
+    """
     if table.empty:
         return table
     return pd.DataFrame({
         "paper": table["paper_change"].map(lambda v: f"{v:+.1%}"),
-        **change_columns(table["estimate"], table["low"], table["high"]).rename(
-            columns={"change": "ours"}),
+        "ours [95 %]": [format_change(e, lo, hi) for e, lo, hi
+                        in zip(table["estimate"], table["low"], table["high"], strict=True)],
         "seeds": table["n"],
+        "verdict": table["verdict"],
+    }, index=table.index)
+
+
+def claims_detail(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table's detail: Holm family, adjusted p-value and the verdict's reason."""
+    if table.empty:
+        return table
+    return pd.DataFrame({
+        "family": table["family"] if "family" in table else "",
         "p (Holm)": table["p_holm"].map(lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"),
-        "verdict": table["verdict_text"],
+        "why": table["verdict_text"],
     }, index=table.index)

@@ -138,3 +138,22 @@ def test_targeting_cost_is_relative_to_the_irnet_and_says_whether_rows_were_lear
     assert table.loc[targeted, col.set_label(col.RELATION)].startswith("2.01x")
     finetune = [i for i in table.index if i.startswith("fine-tune")][0]
     assert table.loc[finetune, "learned its rows"] == "-"
+
+
+def test_claims_table_for_a_page_is_narrow_and_the_figure_keeps_its_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from calkit.plots import RATIO_LIMIT, paired_dots
+
+    records = [_targeted("finetune", s, None, 0.01 + 0.001 * s) for s in range(4)]
+    records += [_targeted("targeted", s, LEARNED, 1.8 + 0.01 * s) for s in range(4)]
+    table = reporting.claims_table(records)
+    assert list(reporting.display_claims(table).columns) == ["paper", "ours [95 %]", "seeds",
+                                                             "verdict"]
+    assert "p (Holm)" in reporting.claims_detail(table).columns
+    fig = paired_dots(reporting.paired_points(records, reporting.paper_comparisons(records)),
+                      table)
+    low, high = fig.axes[0].get_xlim()
+    assert high < 1.1 * np.log2(RATIO_LIMIT)  # a 150x claim is marked at the edge, not plotted
+    assert any("x [" in t.get_text() for t in fig.axes[0].texts)
