@@ -10,7 +10,9 @@ that fail it (:func:`unlearned_runs`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,13 +69,21 @@ def own_row_learning(record: dict) -> OwnRowLearning | None:
                           int(warmup.sum()))
 
 
+def _checked_runs(records: list[dict]) -> Iterator[tuple[dict, dict[str, Any], OwnRowLearning]]:
+    """``(record, run kind, own-row check)`` of every record that has the check."""
+    for rec in records:
+        check = own_row_learning(rec)
+        if check is not None:
+            req = rec["request"]
+            kind = {"run": method_key(req), "target_set": req.get("target_set") or "",
+                    "n_target": int(req.get("n_target") or 0)}
+            yield rec, kind, check
+
+
 def unlearned_runs(records: list[dict], key: str, target: str, n_target: int) -> tuple[int, int]:
     """``(runs that did not learn their rows, runs checked)`` of one run kind in ``records``."""
-    checked = [own_row_learning(r) for r in records
-               if method_key(r["request"]) == key
-               and (r["request"].get("target_set") or "") == target
-               and int(r["request"].get("n_target") or 0) == n_target]
-    checked = [c for c in checked if c is not None]
+    wanted = {"run": key, "target_set": target, "n_target": n_target}
+    checked = [check for _, kind, check in _checked_runs(records) if kind == wanted]
     return sum(not c.learned for c in checked), len(checked)
 
 
@@ -83,17 +93,10 @@ def own_rows_table(records: list[dict]) -> pd.DataFrame:
     Columns: ``run, target_set, n_target, profile, seeds, final, warmup_best, ratio,
     not_learned`` (runs whose own-row loss ended at or above its warm-up best: flagged).
     """
-    rows = []
-    for rec in records:
-        check = own_row_learning(rec)
-        if check is None:
-            continue
-        req = rec["request"]
-        rows.append({"run": method_key(req), "target_set": req.get("target_set") or "",
-                     "n_target": int(req.get("n_target") or 0),
-                     "profile": req.get("profile", ""), "final": check.final,
-                     "warmup_best": check.warmup_best, "ratio": check.ratio,
-                     "not_learned": not check.learned})
+    rows = [{**kind, "profile": rec["request"].get("profile", ""), "final": check.final,
+             "warmup_best": check.warmup_best, "ratio": check.ratio,
+             "not_learned": not check.learned}
+            for rec, kind, check in _checked_runs(records)]
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
@@ -108,17 +111,10 @@ def own_rows_table(records: list[dict]) -> pd.DataFrame:
 
 def own_row_curves(records: list[dict]) -> pd.DataFrame:
     """Long table of own-row loss per epoch: ``run, target_set, n_target, seed, epoch, loss``."""
-    rows = []
-    for rec in records:
-        check = own_row_learning(rec)
-        if check is None:
-            continue
-        req = rec["request"]
-        for epoch, loss in enumerate(check.curve):
-            rows.append({"run": method_key(req), "target_set": req.get("target_set") or "",
-                         "n_target": int(req.get("n_target") or 0), "seed": req["seed"],
-                         "epoch": epoch, "loss": loss, "warmup_epochs": check.warmup_epochs})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{**kind, "seed": rec["request"]["seed"], "epoch": epoch, "loss": loss,
+                          "warmup_epochs": check.warmup_epochs}
+                         for rec, kind, check in _checked_runs(records)
+                         for epoch, loss in enumerate(check.curve)])
 
 
 FACTOR_WORDS = {
@@ -156,17 +152,12 @@ def factor_table(records: list[dict]) -> pd.DataFrame:
         set minus its N rows).
     """
     rows = []
-    for rec in records:
-        check = own_row_learning(rec)
-        if check is None:
-            continue
-        req = rec["request"]
-        target = req.get("target_set") or ""
-        heldout = (rec["metrics"].get("raw_last") or rec["metrics"]["raw"]).get(target, {})
-        rows.append({"setting": factor_setting_label(method_key(req)), "target_set": target,
-                     "n_target": int(req.get("n_target") or 0), "ratio": check.ratio,
-                     "learned": check.learned, "own_final": check.final,
-                     "heldout": heldout.get("loss", np.nan)})
+    for rec, kind, check in _checked_runs(records):
+        metrics = rec["metrics"].get("raw_last") or rec["metrics"]["raw"]
+        rows.append({"setting": factor_setting_label(kind["run"]),
+                     "target_set": kind["target_set"], "n_target": kind["n_target"],
+                     "ratio": check.ratio, "learned": check.learned, "own_final": check.final,
+                     "heldout": metrics.get(kind["target_set"], {}).get("loss", np.nan)})
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
