@@ -3,9 +3,9 @@
 # torch and numpy 2, the built wheel installed with only the package's lower bounds (no
 # constraints file), and the data downloaded over HTTP from a loopback server that serves the
 # mirror (CALKIT_DATA_URL), hash-checked, with no CALKIT_DATA set. Then one smoke run on phonons.
-# Then notebooks 02 and 04 run on a second fresh runtime that only their Colab bootstrap cell
-# prepares: it clones a loopback git remote of HEAD and installs the clone with the book's extras
-# (tools/sync_colab.py writes that cell), leaving the runtime's torch and numpy in place.
+# Then notebooks 02 and 04 run on that runtime with calkit removed again, prepared only by their
+# Colab bootstrap cell: it clones a loopback git remote of HEAD and installs the clone with the
+# book's extras (tools/sync_colab.py writes that cell), leaving the runtime's torch and numpy.
 #
 #   bash tools/colab_sim.sh   # needs CALKIT_DATA (the mirror) to serve; prints "colab_sim: OK"
 #
@@ -89,18 +89,25 @@ assert list(p.columns) == ['formula', 'prediction', 'prediction_std'] and len(p)
 assert p['prediction'].notna().all() and (p['prediction_std'] > 0).all()
 print('[colab_sim] calkit train / predict: 300 rows in, 40 predictions with their spread out')"
 
-step "notebooks 02 and 04 on a fresh 'Colab' runtime prepared only by their bootstrap cell"
+step "notebooks 02 and 04 on a 'Colab' runtime without calkit, prepared only by their bootstrap cell"
 # A loopback git remote of the committed code stands in for the repository's URL, the loopback
-# mirror for the data. The runtime has Colab's own torch, numpy and Jupyter, and nothing of calkit.
+# mirror for the data. The runtime is the one above with calkit uninstalled (like Colab, it keeps
+# torch, numpy, pandas, scikit-learn and matplotlib) plus Jupyter; the book's extras are not in
+# it: the bootstrap cell installs them.
 git clone --quiet --bare "$ROOT" "$WORK/remote.git"
-"$PYTHON" -m venv "$WORK/colab"
-"$WORK/colab/bin/python" -m pip --quiet --disable-pip-version-check install \
-    "torch==2.13.0" "numpy>=2,<2.6" ipykernel nbclient nbformat
+"$WORK/venv/bin/python" -m pip --quiet --disable-pip-version-check uninstall -y calkit-ood
+"$WORK/venv/bin/python" -m pip --quiet --disable-pip-version-check install ipykernel nbclient \
+    nbformat
+if "$WORK/venv/bin/python" -c "import calkit" 2>/dev/null || \
+        "$WORK/venv/bin/python" -c "import myst_nb" 2>/dev/null; then
+    echo "colab_sim: the runtime already has calkit or the book's extras" >&2
+    exit 1
+fi
 mkdir -p "$WORK/content"
 cd "$WORK/content"
 env -u CALKIT_DATA -u CALKIT_RESULTS HOME="$WORK/home" CALKIT_BOOTSTRAP=1 \
     CALKIT_REPO="file://$WORK/remote.git" CALKIT_DATA_URL="http://127.0.0.1:$PORT" \
-    MPLCONFIGDIR="$WORK/mpl" "$WORK/colab/bin/python" - "$WORK/remote.git" <<'PY'
+    MPLCONFIGDIR="$WORK/mpl" "$WORK/venv/bin/python" - "$WORK/remote.git" <<'PY'
 import os
 import re
 import subprocess
