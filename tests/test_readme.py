@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 
-def test_readme_own_data_example_runs():
+def test_readme_own_data_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the example saves its model in the working directory
     readme = Path(__file__).resolve().parents[1] / "README.md"
     block = re.search(r"```python\n(.*?)```", readme.read_text(), re.S).group(1)
     rng = np.random.default_rng(0)
@@ -23,6 +24,7 @@ def test_readme_own_data_example_runs():
     exec(compile(block, "README.md", "exec"), namespace)
     predictions = namespace["model"].predict(namespace["X"])
     assert predictions.shape == (len(formulas),) and np.isfinite(predictions).all()
+    assert (tmp_path / "model.calkit").is_file()
 
 
 def test_start_page_three_line_example_runs():
