@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from calkit import columns as col
+from calkit.reporting import VALIDATION, metrics_frame
 
 AUTHORS_LOG = "authors_log.csv"
 """Package resource: ``method, target_set, n_target, model (ema | last), set, loss, log_row``."""
@@ -26,8 +27,6 @@ WITHIN_FACTOR = 1.5
 
 MODEL_METRICS = {"ema": "ema_last", "last": "raw_last"}
 """The authors' ``EMA`` row: the EMA at the end of the run; ``last``: the last epoch's raw model."""
-
-VALIDATION = "validation"
 
 DIFFERENCES = {
     col.RELATION: "our piezo set has 471 compositions (piezo entries whose material id is in the "
@@ -53,22 +52,12 @@ def authors_log() -> pd.DataFrame:
 def _our_losses(records: list[dict], method: str, target: str, n_target: int,
                 model: str, set_name: str) -> np.ndarray:
     """Loss on ``set_name`` of every plain-request record of that method, target and N."""
-    which = MODEL_METRICS[model]
-    out = []
-    for rec in records:
-        req = rec["request"]
-        if (req["method"] != method or (req.get("target_set") or "") != target
-                or int(req.get("n_target") or 0) != n_target or req.get("overrides")):
-            continue
-        metrics = rec["metrics"].get(which) or rec["metrics"]["ema"]
-        if set_name == VALIDATION:
-            splits = [v["loss"] for k, v in metrics.items()
-                      if k in col.CLEAN_SPLITS or k in col.RANDOM_SPLITS]
-            value = float(np.mean(splits)) if splits else np.nan
-        else:
-            value = metrics.get(set_name, {}).get("loss", np.nan)
-        out.append(value)
-    return np.asarray(out, float)
+    frame = metrics_frame(records, MODEL_METRICS[model])
+    if frame.empty:
+        return np.zeros(0)
+    hit = frame[(frame["method"] == method) & (frame["target_set"] == target)
+                & (frame["n_target"] == n_target) & (frame["set"] == set_name)]
+    return hit["loss"].to_numpy(float)
 
 
 def replication_table(records: list[dict]) -> pd.DataFrame:
