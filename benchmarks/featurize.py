@@ -7,7 +7,7 @@ Usage::
     python benchmarks/featurize.py --n 10000 --repeat 3
 
 Needs ``CALKIT_DATA`` (or the data in the repository's ``data/`` folder). matminer runs in
-one process as :func:`calkit.features._featurize_chunk` does (``set_n_jobs(1)``, featurizer
+one process as :func:`calkit.matminer_features.featurize_chunk` does (``set_n_jobs(1)``, featurizer
 built per call). Both paths are warmed up first (imports, element tables); before every
 timed call pymatgen's formula-parsing cache is emptied (neither side profits from the
 other's parsing) and the garbage collector runs. The machine's float32 matmul rate,
@@ -28,7 +28,7 @@ import torch
 
 from calkit.data import _read_csv, fetch
 from calkit.fast_features import element_tables, featurize_fast
-from calkit.features import _featurize_chunk
+from calkit.matminer_features import featurize_chunk
 from calkit.utils import matmul_rate
 
 
@@ -72,10 +72,10 @@ def main() -> int:
     element_tables()
     print(f"fast element tables: {time.perf_counter() - start:.3f} s (once per process)")
     # Imports and first-call costs stay out of the timings.
-    _featurize_chunk(["NaCl"])
+    featurize_chunk(["NaCl"])
     featurize_fast(["NaCl"])
 
-    slow_s, slow = timed(_featurize_chunk, comps, args.repeat)
+    slow_s, slow = timed(featurize_chunk, comps, args.repeat)
     fast_s, fast = timed(featurize_fast, comps, args.repeat)
     same_nan = bool(np.array_equal(np.isnan(slow), np.isnan(fast)))
     diff = float(np.nanmax(np.abs(slow - fast), initial=0.0))

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import KFold
 
     from calkit.features import featurize
-    from calkit.runner import torch_threads
+    from calkit.provenance import torch_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))

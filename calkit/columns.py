@@ -6,6 +6,8 @@ Keeping the strings in one place (as matbench-discovery does) means a typo is an
 
 from __future__ import annotations
 
+from typing import Literal
+
 # Columns of every data set frame returned by :func:`calkit.data.load_dataset`.
 ID = "id"
 FORMULA = "formula"
@@ -27,7 +29,9 @@ RANDOM_SPLITS = tuple(f"Rsplt{i}" for i in range(1, 6))
 """The paper's validation splits: random 15 % subsets of all rows (they hold OOD rows too)."""
 CLEAN_SPLITS = tuple(f"Csplt{i}" for i in range(1, 6))
 """The clean protocol's validation splits: drawn only from rows in no OOD set."""
-PROTOCOLS = {"paper": RANDOM_SPLITS, "clean": CLEAN_SPLITS}
+Protocol = Literal["clean", "paper"]
+"""A validation protocol's name."""
+PROTOCOLS: dict[Protocol, tuple[str, ...]] = {"paper": RANDOM_SPLITS, "clean": CLEAN_SPLITS}
 """Validation protocol -> its validation splits (model selection and early stopping)."""
 
 OOD_SETS = (COVARIATE, PRIOR, EXTREME, HIGH_GAP, GAP_PRIOR, RELATION)

@@ -73,7 +73,7 @@ def random_split_cv(dataset: str = "phonons", profile: str = "cpu", folds: int =
 
     from calkit.data import load_dataset
     from calkit.estimators import IRNetRegressor
-    from calkit.runner import environment_info, torch_threads
+    from calkit.provenance import environment_info, torch_threads
 
     request = cv_request(dataset, profile, folds, seed, target)
     path = results_dir(profile, root) / "cv" / f"{request['cv_id']}.json"

@@ -19,8 +19,7 @@ import shutil
 import tempfile
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -29,9 +28,9 @@ import pandas as pd
 from pymatgen.core import Composition
 
 from calkit import columns as col
+from calkit.files import atomic_write, cache_dir, local_data_dir, sha256_of
 
 DATA_ENV = "CALKIT_DATA"
-CACHE_ENV = "CALKIT_CACHE"
 URL_ENV = "CALKIT_DATA_URL"
 """Base URL of a mirror laid out like the data folder (``<base>/<relpath>``); downloads use it
 instead of the upstream URLs when set. Every download is hash-checked either way."""
@@ -101,72 +100,6 @@ FILES: dict[str, DataFile] = {
         sha256=("48481abc390e0772defbbfa68d7db3b9bdef2519d407b82a581f2298f7df080f",),
     ),
 }
-
-
-def repo_root() -> Path | None:
-    """Return the repository checkout that holds this package, if there is one."""
-    root = Path(__file__).resolve().parents[1]
-    return root if (root / "pyproject.toml").is_file() else None
-
-
-def local_data_dir() -> Path:
-    """Folder where downloads are stored: ``<repo>/data`` or ``~/.cache/calkit/data``."""
-    root = repo_root()
-    return root / "data" if root else Path.home() / ".cache" / "calkit" / "data"
-
-
-def cache_dir(kind: str) -> Path:
-    """Folder for derived artefacts (features, embeddings, splits) of one kind.
-
-    ``$CALKIT_CACHE`` wins; otherwise ``<repo>/.cache`` or ``~/.cache/calkit``.
-    """
-    base = os.environ.get(CACHE_ENV)
-    if base:
-        path = Path(base)
-    elif (root := repo_root()) is not None:
-        path = root / ".cache"
-    else:
-        path = Path.home() / ".cache" / "calkit"
-    path = path / kind
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@contextmanager
-def atomic_write(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block succeeds.
-
-    Readers see the old file or the whole new one, never half a file: what lets two
-    processes (sweep workers, notebooks built side by side) share caches, records and
-    checkpoints, and a killed run leave nothing corrupt behind.
-
-    Args:
-        path: The file to write.
-
-    Yields:
-        The temporary path to write to, in the same folder. Writers that append a suffix
-        to a bare name (``np.save``) must be given an open file instead.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A ".tmp" name, so that no reader globbing for the real suffix picks up half a file.
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".tmp", delete=False) as handle:
-        tmp = Path(handle.name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600; these are shared files
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def sha256_of(path: Path) -> str:
-    """Return the hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _candidates(spec: DataFile) -> list[Path]:

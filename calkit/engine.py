@@ -28,6 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from calkit.config import LOSSES, TrainConfig
+from calkit.files import atomic_write
 from calkit.metrics import evaluate_sets
 from calkit.models import set_dropout
 from calkit.utils import SetMasks, as_mask_dict, seed_everything, select_device, validation_names
@@ -424,8 +425,6 @@ class TrainingEngine:
 
     def save_snapshot(self, snapshot: Snapshot, epoch_fn: EpochFn | None = None) -> None:
         """Write the state to ``snapshot.path`` atomically (a kill never leaves half a file)."""
-        from calkit.data import atomic_write  # pymatgen-heavy module; only needed here
-
         state = {"owner": snapshot.owner, "code": snapshot.code, "resumed": self.resumed,
                  **self.snapshot_state(epoch_fn)}
         with atomic_write(snapshot.path) as tmp:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calkit.matminer_features import featurize_chunk
+
 N_FEATURES = 145
 
 STOICHIOMETRY_P = (0, 2, 3, 5, 7, 10)
@@ -211,9 +213,7 @@ def _group_features(index: np.ndarray, amount: np.ndarray, tables: ElementTables
 
 def _matminer_rows(compositions: Sequence[str]) -> np.ndarray:
     """Features from matminer itself, for the few compositions the vectorised path leaves out."""
-    from calkit.features import _featurize_chunk
-
-    return _featurize_chunk(list(compositions))
+    return featurize_chunk(list(compositions))
 
 
 def featurize_fast(compositions: Sequence[str]) -> np.ndarray:

@@ -31,11 +31,17 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm import tqdm
 
-from calkit.data import atomic_write, cache_dir
+from calkit.fast_features import featurize_fast
+from calkit.files import atomic_write, cache_dir
+from calkit.matminer_features import (
+    N_FEATURES,
+    PRESET,
+    PRESET_VERSION,
+    build_featurizer,
+    feature_labels,
+    featurize_chunk,
+)
 
-PRESET = "paper145"
-PRESET_VERSION = 1
-N_FEATURES = 145
 ENGINES = ("numpy", "matminer")
 ENGINE = "numpy"
 """The default engine (part of a run's identity: engines agree only to float rounding)."""
@@ -44,51 +50,6 @@ ENGINE = "numpy"
 def feature_identity(engine: str = ENGINE) -> dict[str, object]:
     """Preset, version and engine of the features, for run ids and caches."""
     return {"preset": PRESET, "version": PRESET_VERSION, "engine": engine}
-
-
-def build_featurizer():
-    """Return matminer's ``MultipleFeaturizer`` for the paper's 145 features (one process)."""
-    from matminer.featurizers.base import MultipleFeaturizer
-    from matminer.featurizers.composition import (
-        ElementProperty,
-        IonProperty,
-        Stoichiometry,
-        ValenceOrbital,
-    )
-
-    featurizer = MultipleFeaturizer(
-        [
-            Stoichiometry(),
-            ElementProperty.from_preset("magpie"),
-            ValenceOrbital(props=["avg"]),
-            IonProperty(fast=True),
-        ]
-    )
-    # matminer's own multiprocessing is about 2x slower than one process on 2 cores;
-    # calkit parallelises over chunks itself.
-    featurizer.set_n_jobs(1)
-    return featurizer
-
-
-def feature_labels() -> list[str]:
-    """Names of the 145 features, in column order."""
-    return list(build_featurizer().feature_labels())
-
-
-def _featurize_chunk(compositions: list[str]) -> np.ndarray:
-    from pymatgen.core import Composition
-
-    featurizer = build_featurizer()
-    rows = np.full((len(compositions), N_FEATURES), np.nan)
-    with warnings.catch_warnings():
-        # IonProperty warns for every composition without a known oxidation state guess.
-        warnings.simplefilter("ignore")
-        for i, text in enumerate(compositions):
-            try:
-                rows[i] = featurizer.featurize(Composition(text))
-            except Exception:  # a failed row stays NaN and is counted by the caller
-                pass
-    return rows
 
 
 def cache_key(compositions: Sequence[str], engine: str = "matminer") -> str:
@@ -156,8 +117,6 @@ def featurize(
 
 
 def _featurize_numpy(compositions: list[str], progress: bool) -> np.ndarray:
-    from calkit.fast_features import featurize_fast
-
     step = 20_000
     parts = []
     with tqdm(total=len(compositions), desc="featurising", unit="comp",
@@ -176,13 +135,13 @@ def _featurize_matminer(compositions: list[str], n_jobs: int | None, progress: b
     parts: list[np.ndarray] = []
     if n_jobs == 1:
         for chunk in chunks:
-            parts.append(_featurize_chunk(chunk))
+            parts.append(featurize_chunk(chunk))
             bar.update(len(chunk))
     else:
         # fork keeps the import cost out of the workers; spawn is the fallback elsewhere.
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         with mp.get_context(method).Pool(n_jobs) as pool:
-            for part in pool.imap(_featurize_chunk, chunks):
+            for part in pool.imap(featurize_chunk, chunks):
                 parts.append(part)
                 bar.update(len(part))
     bar.close()

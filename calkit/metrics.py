@@ -129,3 +129,67 @@ def evaluate_sets(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks
     pred = np.full(len(X), np.nan, np.float32)
     pred[union] = predict(model, X[union], batch_size=batch_size)
     return metrics_table(np.asarray(y), pred, masks)
+
+
+def record_metrics(models: Mapping[str, nn.Module], X: np.ndarray, y: np.ndarray,
+                   masks: Mapping[str, np.ndarray], unit_scale: float = 1.0
+                   ) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-model, per-set metrics as a record stores them.
+
+    Args:
+        models: Model name (``raw``, ``ema``, ...) -> model.
+        X: Features of every row.
+        y: Targets of every row, in the model's units.
+        masks: Set name -> boolean row mask.
+        unit_scale: The target's scale: MAE and RMSE are multiplied by it so they read in the
+            target's units; ``loss`` stays in the units the model was trained in.
+
+    Returns:
+        ``{model: {set: {metric: value}}}``.
+    """
+    in_units = {"mae", "rmse"}
+    out = {}
+    for key, model in models.items():
+        table = evaluate_sets(model, X, y, masks)
+        out[key] = {name: {k: float(v) * (unit_scale if k in in_units else 1.0)
+                           for k, v in row.items()} for name, row in table.iterrows()}
+    return out
+
+
+def record_predictions(model: nn.Module, ids: np.ndarray, X: np.ndarray, y: np.ndarray,
+                       masks: Mapping[str, np.ndarray], names: list[str],
+                       center: float = 0.0, scale: float = 1.0) -> dict[str, dict[str, list]]:
+    """A model's predictions on some sets, in the target's units, as a record stores them.
+
+    Args:
+        model: The model.
+        ids: Row ids.
+        X: Features of every row.
+        y: Targets of every row, in the model's units.
+        masks: Set name -> boolean row mask.
+        names: The sets to predict (absent or empty sets are left out).
+        center: The target's centre (model units -> target units).
+        scale: The target's scale.
+
+    Returns:
+        ``{set: {"id": [...], "y": [...], "pred": [...]}}``, values rounded to 5 decimals.
+    """
+    out = {}
+    for name in names:
+        if name not in masks or not masks[name].any():
+            continue
+        rows = np.flatnonzero(masks[name])
+        out[name] = {
+            "id": np.asarray(ids)[rows].tolist(),
+            "y": _in_units(y[rows], center, scale).round(5).tolist(),
+            "pred": _in_units(np.asarray(predict(model, X[rows])), center, scale).round(5).tolist(),
+        }
+    return out
+
+
+def _in_units(values: np.ndarray, center: float, scale: float) -> np.ndarray:
+    # The identity scale returns the float32 values untouched, so delta_e records stay as
+    # they were before targets became a parameter.
+    if center == 0.0 and scale == 1.0:
+        return np.asarray(values)
+    return np.asarray(values, dtype=np.float64) * scale + center

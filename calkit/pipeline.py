@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,20 @@ import pandas as pd
 from calkit import columns as col
 from calkit.data import (
     DATASETS,
-    DatasetInfo,
     cache_dir,
     check_dataset_name,
     load_dataset,
     relation_ids,
+)
+from calkit.dataplan import (
+    CLIP,
+    FIT_ON,
+    SUBSAMPLE_SEED,
+    DataPlan,
+    SetsRequest,
+    effective_max_rows,
+    plan_data,
+    uses_shipped_sets,
 )
 from calkit.features import FeatureScaler, featurize, scale_features
 from calkit.profiles import check_profile
@@ -39,13 +49,6 @@ from calkit.splits import (
     standardize_all,
     write_set_file,
 )
-
-SUBSAMPLE_SEED = 0
-"""Seed of a profile's row subsample (the same rows for every model seed)."""
-FIT_ON = "train"
-"""Rows the feature scaler is fitted on in recorded runs (the paper used ``"all"``)."""
-CLIP = 10.0
-"""Bound on standardised feature values in recorded runs (the near-constant-feature guard)."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,6 @@ class TargetScale:
         return np.asarray(values, dtype=np.float64) * self.scale + self.center
 
 
-TARGET_SCALING = "standardise on the training rows (formation energy: none)"
-"""The rule of :func:`target_scale`, named in the run id of every run it applies to."""
-
-
 def target_scale(target: str, train_values: np.ndarray) -> TargetScale:
     """The :class:`TargetScale` of a target.
 
@@ -83,35 +82,6 @@ def target_scale(target: str, train_values: np.ndarray) -> TargetScale:
         return TargetScale()
     values = np.asarray(train_values, dtype=np.float64)
     return TargetScale(float(values.mean()), float(values.std()) or 1.0)
-
-
-def effective_max_rows(info: DatasetInfo, max_rows: int | None) -> int | None:
-    """A profile's row cap as it applies to this data set (``None`` when it has fewer rows)."""
-    if max_rows is None or (info.rows is not None and info.rows <= max_rows):
-        return None
-    return max_rows
-
-
-def ood_set_names(info: DatasetInfo, target: str) -> tuple[str, ...]:
-    """The OOD sets a data set offers for a target.
-
-    Covariate, prior and extreme always; the band-gap sets where a band gap exists (and is not
-    the target); the piezo relation set on the Materials Project tables.
-    """
-    names = [col.COVARIATE, col.prior_set(target), col.extreme_set(target)]
-    if col.BAND_GAP in info.targets and target != col.BAND_GAP:
-        names += [col.HIGH_GAP, col.GAP_PRIOR]
-    if info.relation:
-        names.append(col.RELATION)
-    return tuple(names)
-
-
-def uses_shipped_sets(info: DatasetInfo, target: str, split_config: SplitConfig,
-                      max_rows: int | None) -> bool:
-    """Whether the package's fixed set file defines this data set's sets."""
-    if info.sha256 or target != info.default_target or split_config != SplitConfig():
-        return False  # user files, other targets and other constructions are computed
-    return shipped_sets_path(info.name, effective_max_rows(info, max_rows)).is_file()
 
 
 @dataclass
@@ -134,6 +104,7 @@ class DataBundle:
         target: The target column.
         target_scale: Model units <-> target units.
         unit: The target's unit (for tables and axes).
+        plan: The :class:`~calkit.dataplan.DataPlan` the bundle carries out.
     """
 
     dataset: str
@@ -151,6 +122,7 @@ class DataBundle:
     target: str = col.DELTA_E
     target_scale: TargetScale = TargetScale()
     unit: str = "eV/atom"
+    plan: DataPlan | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -181,39 +153,29 @@ def figure_sample(n_rows: int, k: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_rows, min(k, n_rows), replace=False))
 
 
-def _sets_cache_path(frame: pd.DataFrame, config: SplitConfig, dataset: str, target: str):
-    digest = hashlib.sha256()
-    digest.update("\n".join(frame[col.ID]).encode())
-    digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-    digest.update(f"sets-v{SETS_VERSION}".encode())  # v1 caches had no clean splits
-    digest.update(target.encode())
-    digest.update(frame[target].to_numpy(dtype=np.float64).tobytes())  # a user file may change
-    stem = Path(dataset).name.split(".")[0]
-    return cache_dir("sets") / f"{stem}-{digest.hexdigest()[:16]}.csv.gz"
-
-
 def prepare_data(
     dataset: str = "mp2019",
     profile: str = "cpu",
-    seed: int = 0,
     split_config: SplitConfig | None = None,
-    fit_on: str = FIT_ON,
+    fit_on: Literal["train", "all"] = FIT_ON,
     clip: float | None = CLIP,
     progress: bool = True,
-    protocol: str = "clean",
-    sets_source: str = "shipped",
+    protocol: col.Protocol = "clean",
+    sets_source: SetsRequest = "shipped",
     target: str | None = None,
 ) -> DataBundle:
     """Load, featurise, split and scale a data set for the given profile.
+
+    Decides the data with :func:`calkit.dataplan.plan_data` and carries the plan out with
+    :func:`prepare_plan`.
 
     Args:
         dataset: A registered data set (``mp2019``, ``phonons``, ...) or the path of a CSV
             with a formula column (:func:`calkit.data.user_dataset`).
         profile: ``smoke``, ``cpu`` or ``paper``.
-        seed: Seed of the subsample (smoke) and, unless ``split_config`` is given, the sets.
-            The paper used one fixed set of splits; calkit keeps the splits of seed 0 for
-            every model seed by default (pass ``split_config`` to vary them).
-        split_config: Parameters of the OOD sets; ``SplitConfig(seed=0)`` by default.
+        split_config: Parameters of the OOD sets; ``SplitConfig()`` by default. The paper used
+            one fixed set of splits; calkit keeps the splits of seed 0 for every model seed
+            by default (pass ``SplitConfig(seed=...)`` to vary them).
         fit_on: Scaler fitted on ``"train"`` rows (default) or ``"all"`` rows (paper).
         clip: Bound on scaled values (the near-constant-feature guard); ``None`` disables it.
         progress: Show progress bars.
@@ -227,45 +189,70 @@ def prepare_data(
     Returns:
         A :class:`DataBundle`.
     """
-    info = check_dataset_name(dataset, target)
-    target = info.check_target(target)
-    prof = check_profile(profile)
-    split_config = split_config or SplitConfig()
-    frame = subsample(load_dataset(dataset, target=target), prof.max_rows, seed=SUBSAMPLE_SEED)
+    plan = plan_data(dataset, profile, target, protocol, split_config, sets_source, fit_on,
+                     clip)
+    return prepare_plan(plan, progress=progress)
+
+
+def prepare_plan(plan: DataPlan, progress: bool = True) -> DataBundle:
+    """Carry out a :class:`~calkit.dataplan.DataPlan`: the data a run computes with.
+
+    load -> (profile subsample) -> 145 features -> OOD sets -> scaler fitted on the training
+    rows. Rows whose formula cannot be featurised are dropped.
+
+    Args:
+        plan: The data decisions (:func:`calkit.dataplan.plan_data`, or a resolved run's).
+        progress: Show progress bars.
+
+    Returns:
+        A :class:`DataBundle` whose ``plan`` is ``plan``.
+    """
+    target = plan.target
+    frame = subsample(load_dataset(plan.dataset, target=target), plan.row_cap,
+                      seed=SUBSAMPLE_SEED)
     raw = featurize(frame[col.COMPOSITION].tolist(), progress=progress)
     if raw.isna().any(axis=1).any():
         keep = ~raw.isna().any(axis=1).to_numpy()
         frame = frame[keep].reset_index(drop=True)
         raw = raw[keep].reset_index(drop=True)
-
-    if sets_source not in ("shipped", "compute"):
-        raise ValueError(f"sets_source must be 'shipped' or 'compute', got {sets_source!r}.")
-    if sets_source == "shipped" and uses_shipped_sets(info, target, split_config, prof.max_rows):
-        shipped = shipped_sets_path(info.name, effective_max_rows(info, prof.max_rows))
-        all_sets, source = load_shipped_sets(shipped, frame[col.ID]), "shipped"
+    if plan.shipped_file is not None:
+        all_sets = load_shipped_sets(plan.shipped_file, frame[col.ID])
     else:
-        all_sets, source = compute_sets(frame, raw, split_config, dataset, target), "computed"
-    sets = protocol_sets(all_sets, protocol)
-    X, scaler = scale_features(raw.to_numpy(), sets[col.TRAIN].to_numpy(), fit_on=fit_on, clip=clip)
+        all_sets = _computed_sets(frame, raw, plan)
+    sets = protocol_sets(all_sets, plan.protocol)
+    X, scaler = scale_features(raw.to_numpy(), sets[col.TRAIN].to_numpy(), fit_on=plan.fit_on,
+                               clip=plan.clip)
     values = frame[target].to_numpy(dtype=np.float64)
     scale = target_scale(target, values[sets[col.TRAIN].to_numpy()])
-    return DataBundle(dataset, profile, frame, raw, X, scale.to_model(values), sets, scaler,
-                      split_config, fit_on, protocol, source, target, scale,
-                      info.units.get(target, ""))
+    return DataBundle(plan.dataset, plan.profile, frame, raw, X, scale.to_model(values), sets,
+                      scaler, plan.split_config, plan.fit_on, plan.protocol, plan.sets_source,
+                      target, scale, plan.info.units.get(target, ""), plan)
 
 
 def compute_sets(frame: pd.DataFrame, raw: pd.DataFrame, split_config: SplitConfig,
                  dataset: str, target: str | None = None) -> pd.DataFrame:
     """Build every set flag on this machine (cached): OOD sets and both protocols' splits."""
     info = check_dataset_name(dataset, target)
-    target = info.check_target(target)
-    path = _sets_cache_path(frame, split_config, dataset, target)
+    return _computed_sets(frame, raw, DataPlan(dataset, info, info.check_target(target), "",
+                                               None, split_config, "clean", "compute"))
+
+
+def _computed_sets(frame: pd.DataFrame, raw: pd.DataFrame, plan: DataPlan) -> pd.DataFrame:
+    target, config = plan.target, plan.split_config
+    digest = hashlib.sha256()
+    digest.update("\n".join(frame[col.ID]).encode())
+    digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update(f"sets-v{SETS_VERSION}".encode())  # v1 caches had no clean splits
+    digest.update(target.encode())
+    digest.update(frame[target].to_numpy(dtype=np.float64).tobytes())  # a user file may change
+    stem = Path(plan.dataset).name.split(".")[0]
+    path = cache_dir("sets") / f"{stem}-{digest.hexdigest()[:16]}.csv.gz"
     if path.is_file():
         return pd.read_csv(path).astype(bool)
-    ids = relation_ids() if info.relation else None
-    sets = build_sets(frame, raw.to_numpy(), split_config, relation_ids=ids, target=target,
-                      prior_tail=info.prior_tail.get(target, "lower"))
-    save_sets(sets, split_config, path)
+    ids = relation_ids() if plan.info.relation else None
+    sets = build_sets(frame, raw.to_numpy(), config, relation_ids=ids, target=target,
+                      prior_tail=plan.info.prior_tail.get(target, "lower"))
+    save_sets(sets, config, path)
     return sets
 
 

@@ -19,21 +19,13 @@ from typing import Any
 
 from calkit import columns as col
 from calkit.config import FineTuneConfig, SALConfig, TrainConfig, split_overrides, with_fields
-from calkit.data import FILES, DatasetInfo, check_dataset_name
+from calkit.data import check_dataset_name
+from calkit.dataplan import DataPlan, plan_data
 from calkit.features import feature_identity
 from calkit.methods import Method, get_method
 from calkit.models import PRESETS
-from calkit.pipeline import (
-    CLIP,
-    FIT_ON,
-    SUBSAMPLE_SEED,
-    TARGET_SCALING,
-    effective_max_rows,
-    ood_set_names,
-    uses_shipped_sets,
-)
-from calkit.profiles import check_profile
-from calkit.splits import SplitConfig, set_file_meta, shipped_sets_path
+from calkit.profiles import Profile, check_profile
+from calkit.splits import SplitConfig
 
 RECORD_FORMAT = 2
 """Version of the record layout and of what the run id covers; bumping it makes every
@@ -85,13 +77,24 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check every field; raise ``ValueError`` naming the bad value and the valid ones."""
+        self.checked()
+        return self
+
+    def checked(self) -> tuple[Method, Profile, DataPlan, dict[str, Any], dict[str, Any]]:
+        """Check every field and return what the checks decided.
+
+        Returns:
+            The registry entry, the profile, the data plan (:func:`calkit.dataplan.plan_data`,
+            which checks the data set, target, profile and protocol) and the overrides split
+            into recipe and SAL fields.
+
+        Raises:
+            ValueError: A bad field, named with the valid values.
+        """
+        data = plan_data(self.dataset, self.profile, self.target, self.protocol,
+                         SplitConfig(seed=self.sets_seed))
+        prof = check_profile(self.profile)
         method = get_method(self.method)
-        info = check_dataset_name(self.dataset, self.target)
-        target = info.check_target(self.target)
-        check_profile(self.profile)
-        if self.protocol not in col.PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}. "
-                             f"Valid protocols: {', '.join(col.PROTOCOLS)}.")
         if self.model_preset is not None and self.model_preset not in PRESETS:
             raise ValueError(f"unknown model preset {self.model_preset!r}. "
                              f"Valid presets: {', '.join(PRESETS)}.")
@@ -100,12 +103,11 @@ class RunConfig:
                 raise ValueError(
                     f"method {self.method!r} needs target_set (e.g. 'relation', 'prior', "
                     f"'covariate') and n_target >= 1; got {self.target_set!r}, {self.n_target}.")
-            name = col.resolve_set_name(self.target_set, target=target)
-            offered = ood_set_names(info, target)
-            if name not in offered:
+            offered = data.ood_sets
+            if col.resolve_set_name(self.target_set, target=data.target) not in offered:
                 raise ValueError(
                     f"target set {self.target_set!r} does not exist on data set "
-                    f"{self.dataset!r} (target {target}); it has: {', '.join(offered)} "
+                    f"{self.dataset!r} (target {data.target}); it has: {', '.join(offered)} "
                     "(aliases: covariate, prior, extreme).")
         elif self.target_set or self.n_target:
             raise ValueError(f"method {self.method!r} takes no target; drop target_set and "
@@ -114,17 +116,12 @@ class RunConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise ValueError(f"device must be {DEVICES_HELP}, got {self.device!r}")
-        split_overrides(dict(self.overrides))
-        return self
+        train_over, sal_over = split_overrides(dict(self.overrides))
+        return method, prof, data, train_over, sal_over
 
     def request(self) -> dict[str, Any]:
         """The fields that define the request, with aliases resolved (no device)."""
-        out = dataclasses.asdict(self)
-        out.pop("device")
-        out["overrides"] = sorted([list(kv) for kv in self.overrides])
-        if self.target_set is not None:
-            out["target_set"] = col.resolve_set_name(self.target_set, target=self.target_column)
-        return out
+        return _request(self, self.target_column)
 
     @property
     def target_column(self) -> str:
@@ -165,6 +162,9 @@ class ResolvedRun:
         sal: The SAL settings (CAL family), else ``None``.
         finetune: The fine-tuning protocol (fine-tune family), else ``None``.
         threads: torch threads the run is computed with.
+        data: The data decisions (:func:`calkit.dataplan.plan_data`), which the runner
+            hands to :func:`calkit.pipeline.prepare_plan` as they are.
+        request: :meth:`RunConfig.request`, as the record stores it.
         identity: Everything the run id covers.
         run_id: ``<method>-<12 hex digits>``.
     """
@@ -176,34 +176,10 @@ class ResolvedRun:
     sal: SALConfig | None
     finetune: FineTuneConfig | None
     threads: int
+    data: DataPlan
+    request: dict[str, Any]
     identity: dict[str, Any]
     run_id: str
-
-
-def data_identity(info: DatasetInfo, max_rows: int | None, target: str) -> dict[str, Any]:
-    """The data files (by their sha256), the subsample and the target a run reads.
-
-    The target and its scaling appear only for targets other than ``delta_e``, so the ids
-    of the formation-energy runs recorded before targets became a parameter stay put.
-    """
-    if info.sha256:  # a user's table: known by its bytes, not by where it lies
-        out = {"dataset": "user file", "file_sha256": info.sha256}
-    else:
-        files = set(info.files) | ({"piezoelectric_tensor"} if info.relation else set())
-        out = {"dataset": info.name, "files": {k: FILES[k].sha256[0] for k in sorted(files)}}
-    out.update({"max_rows": effective_max_rows(info, max_rows), "subsample_seed": SUBSAMPLE_SEED})
-    if target != col.DELTA_E:
-        out.update({"target": target, "target_scaling": TARGET_SCALING})
-    return out
-
-
-def sets_identity(info: DatasetInfo, target: str, max_rows: int | None,
-                  config: SplitConfig) -> dict:
-    """What a run's sets are: the shipped file (by hash) or a machine-local computation."""
-    if uses_shipped_sets(info, target, config, max_rows):
-        path = shipped_sets_path(info.name, effective_max_rows(info, max_rows))
-        return {"source": "shipped", "file": path.name, "sha256": set_file_meta(path)["sha256"]}
-    return {"source": "computed", "split_config": config.to_dict()}
 
 
 def resolve(config: RunConfig) -> ResolvedRun:
@@ -212,10 +188,7 @@ def resolve(config: RunConfig) -> ResolvedRun:
     Order (later wins): the profile's recipe and SAL settings, the method's registered
     changes, ``epochs``, then ``overrides``; the seed and device are the config's.
     """
-    config.validate()
-    method = get_method(config.method)
-    prof = check_profile(config.profile)
-    train_over, sal_over = split_overrides(dict(config.overrides))
+    method, prof, data, train_over, sal_over = config.checked()
     if sal_over and method.family != "cal":
         raise ValueError(f"method {config.method!r} has no SAL settings; "
                          f"drop the override(s) {sorted(sal_over)}.")
@@ -227,20 +200,18 @@ def resolve(config: RunConfig) -> ResolvedRun:
     finetune = prof.finetune.validate() if method.family == "finetune" else None
     preset = config.model_preset or method.model_preset or prof.model_preset
     model = {k: v for k, v in dataclasses.asdict(PRESETS[preset]).items() if k != "note"}
-    info = check_dataset_name(config.dataset, config.target)
-    column = info.check_target(config.target)
+    request = _request(config, data.target)
     target = None
     if method.needs_target:
-        target = {"set": col.resolve_set_name(config.target_set, target=column),
-                  "n": config.n_target, "seed": config.target_seed}
+        target = {"set": request["target_set"], "n": config.n_target, "seed": config.target_seed}
     identity = {
         "format": RECORD_FORMAT,
         "method": method.name,
         "profile": prof.name,
         "seed": config.seed,
-        "data": data_identity(info, prof.max_rows, column),
-        "features": {**feature_identity(), "fit_on": FIT_ON, "clip": CLIP},
-        "sets": sets_identity(info, column, prof.max_rows, SplitConfig(seed=config.sets_seed)),
+        "data": data.data_identity(),
+        "features": {**feature_identity(), "fit_on": data.fit_on, "clip": data.clip},
+        "sets": data.sets_identity(),
         "protocol": config.protocol,
         "target": target,
         "model": {"preset": preset, **model},
@@ -253,5 +224,15 @@ def resolve(config: RunConfig) -> ResolvedRun:
     if method.settings:  # only when present, so the ids of methods without settings stay put
         identity["method_settings"] = dict(method.settings)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode())
-    return ResolvedRun(config, method, preset, train, sal, finetune, prof.threads, identity,
-                       f"{method.name}-{digest.hexdigest()[:12]}")
+    return ResolvedRun(config, method, preset, train, sal, finetune, prof.threads, data,
+                       request, identity, f"{method.name}-{digest.hexdigest()[:12]}")
+
+
+def _request(config: RunConfig, target: str) -> dict[str, Any]:
+    """:meth:`RunConfig.request`, with the run's target column already known."""
+    out = dataclasses.asdict(config)
+    out.pop("device")
+    out["overrides"] = sorted([list(kv) for kv in config.overrides])
+    if config.target_set is not None:
+        out["target_set"] = col.resolve_set_name(config.target_set, target=target)
+    return out

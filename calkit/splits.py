@@ -34,7 +34,7 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 from sklearn.neighbors import NearestNeighbors
 
 from calkit import columns as col
-from calkit.data import atomic_write, cache_dir
+from calkit.files import atomic_write, cache_dir
 from calkit.utils import SetMasks, as_mask_dict
 
 # Sizes the paper reports on its 83,989-row table, for side-by-side tables.

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calkit.data import atomic_write, repo_root
+from calkit.files import atomic_write, repo_root
 from calkit.runs import RECORD_FORMAT, RunConfig
 
 RESULTS_ENV = "CALKIT_RESULTS"
@@ -46,6 +47,31 @@ def snapshot_path(run_id: str, profile: str, root: str | Path | None = None) -> 
     return results_dir(profile, root) / "checkpoints" / f"{run_id}.snapshot.pt"
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """Every file of one run id.
+
+    Attributes:
+        record: The record (JSON, committed).
+        checkpoint: The weights (git-ignored).
+        snapshot: The state between epochs of an unfinished run (git-ignored, then removed).
+        stored: The record as stored, or ``None`` when there is none yet.
+    """
+
+    record: Path
+    checkpoint: Path
+    snapshot: Path
+    stored: dict | None
+
+
+def run_files(run_id: str, profile: str, root: str | Path | None = None) -> RunFiles:
+    """The files of a run id, and its stored record if there is one."""
+    record = record_path(run_id, profile, root)
+    return RunFiles(record, checkpoint_path(run_id, profile, root),
+                    snapshot_path(run_id, profile, root),
+                    load_record(record) if record.is_file() else None)
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
@@ -62,6 +88,14 @@ def write_json(payload: dict, path: Path) -> None:
     """Write ``payload`` atomically (a crash leaves the old file or none, never half a file)."""
     with atomic_write(path) as tmp, tmp.open("w") as handle:
         json.dump(payload, handle, indent=1, default=_json_default)
+
+
+def write_record(record: dict, path: Path) -> dict:
+    """Write a run record atomically and return it as later readers see it (JSON types)."""
+    text = json.dumps(record, indent=1, default=_json_default)
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+    return json.loads(text)
 
 
 def load_record(path: str | Path) -> dict:
@@ -181,3 +215,34 @@ def metrics_difference(stored: dict, recomputed: dict) -> float | None:
     if a == b or (a != a and b != b):  # equal, or both NaN
         return 0.0
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
+
+
+class RecordMismatch(RuntimeError):
+    """A recomputed run's metrics have another structure than its stored record's."""
+
+
+def compare_recomputed(run_id: str, stored: dict, metrics: dict, environment: dict) -> dict:
+    """How a recomputed run's metrics compare with its stored record's.
+
+    Within :data:`RECOMPUTE_RTOL` the recomputed model is the stored one up to float rounding;
+    a larger difference (another machine) is warned about and reported, not fatal.
+
+    Raises:
+        RecordMismatch: The metrics have another structure (the record was made by other code).
+    """
+    diff = metrics_difference(stored["metrics"], metrics)
+    if diff is None:
+        raise RecordMismatch(
+            f"recomputing {run_id} gave metrics of another structure than its stored record "
+            "(other sets or models): the record was made by other code. Rerun it with "
+            "force=True (or `calkit sweep GRID --rerun-stale`) to replace it.")
+    within = diff <= RECOMPUTE_RTOL
+    if not within:
+        warnings.warn(
+            f"recomputing {run_id} on this machine ({environment.get('hardware', {}).get('cpu')})"
+            f" moved its metrics by up to {diff:.2g} relative, more than the {RECOMPUTE_RTOL:g} "
+            f"that float rounding across machines explains; the stored record (made on "
+            f"{stored.get('hardware', {}).get('cpu')}) is kept and the run that needed it goes "
+            "on with the recomputed model, naming it in its record.", stacklevel=3)
+    return {"max_rel_difference": diff, "tolerance": RECOMPUTE_RTOL, "within_tolerance": within,
+            "stored_hardware": stored.get("hardware"), "hardware": environment.get("hardware")}

@@ -86,9 +86,8 @@ def tiny_bundle():
     sets.loc[order[450:540], col.COVARIATE] = True
     sets.loc[order[540:], col.RELATION] = True
     scaler = FeatureScaler().fit(raw[sets[col.TRAIN].to_numpy()])
-    from calkit.data import DATASETS
-    from calkit.runs import sets_identity
+    from calkit.dataplan import plan_data
 
-    source = sets_identity(DATASETS["mp2019"], col.DELTA_E, 3000, SplitConfig())["source"]
+    plan = plan_data("mp2019", "smoke")  # the plan of every smoke run on mp2019
     return DataBundle("mp2019", "smoke", frame, pd.DataFrame(raw), scaler.transform(raw), y,
-                      sets, scaler, SplitConfig(), "train", "clean", source)
+                      sets, scaler, SplitConfig(), "train", "clean", plan.sets_source, plan=plan)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from calkit import columns as col
-from calkit import data
+from calkit import data, files
 
 SCHEMA = [col.ID, col.FORMULA, col.COMPOSITION]
 
@@ -219,11 +219,11 @@ def test_download_from_a_mirror_url_end_to_end_and_a_corrupted_copy_fails(real_d
 
 def test_atomic_write_replaces_only_on_success_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "cache" / "values.json"
-    with data.atomic_write(target) as tmp:
+    with files.atomic_write(target) as tmp:
         tmp.write_text("first")
         assert not target.exists(), "the file appeared before the block ended"
     assert target.read_text() == "first"
-    with pytest.raises(RuntimeError), data.atomic_write(target) as tmp:
+    with pytest.raises(RuntimeError), files.atomic_write(target) as tmp:
         tmp.write_text("half")
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "first", "a failed write replaced the file"

@@ -161,7 +161,7 @@ def test_changed_code_makes_records_stale_and_the_sweep_reruns_them(
     assert [r["run_id"] for r in split.stale] == [old_id] and not split.current
     assert split.stale_table()["current id"].tolist() == [config.run_id]
     assert [p.stem for p in store.stale_records_of(config, tmp_path)] == [old_id]
-    monkeypatch.setattr("calkit.runner.prepare_data", lambda *a, **k: tiny_bundle)
+    monkeypatch.setattr("calkit.runner.prepare_plan", lambda *a, **k: tiny_bundle)
     assert sweep.run_sweep([config], jobs=1, root=tmp_path, progress=False) == {}
     assert "only stale records" in capsys.readouterr().out
     assert not store.record_path(config.run_id, "smoke", tmp_path).is_file()
@@ -190,7 +190,7 @@ def test_finetune_rebuilds_a_missing_baseline_checkpoint_and_checks_it(tiny_bund
     path = store.record_path(base.run_id, "smoke", tmp_path)
     tampered = {**stored, "metrics": {**stored["metrics"], "ema": {}}}
     path.write_text(json.dumps(tampered))
-    with pytest.raises(runner.RecordMismatch, match="another structure"):
+    with pytest.raises(store.RecordMismatch, match="another structure"):
         runner.run_experiment(ft, root=tmp_path, progress=False, bundle=tiny_bundle, force=True)
 
 

@@ -126,19 +126,21 @@ def test_shipped_set_file_round_trip_and_corruption(tmp_path, small_frame):
 
 
 def test_shipped_sets_are_what_the_identity_names():
-    from calkit.data import DATASETS
-    from calkit.runs import sets_identity
+    from calkit.dataplan import plan_data
 
-    mp, phonons = DATASETS["mp2019"], DATASETS["phonons"]
-    for info, size, stored_as in ((mp, 3000, 3000), (mp, None, None), (phonons, None, None),
-                                  (phonons, 3000, None)):  # phonons has fewer than 3,000 rows
-        path = splits.shipped_sets_path(info.name, stored_as)
-        ident = sets_identity(info, info.default_target, size, splits.SplitConfig())
-        assert ident == {"source": "shipped", "file": path.name,
-                         "sha256": splits.set_file_meta(path)["sha256"]}
-    assert sets_identity(mp, col.DELTA_E, 3000, splits.SplitConfig(seed=1))["source"] == \
+    for dataset, profile, stored_as in (("mp2019", "smoke", 3000), ("mp2019", "cpu", None),
+                                        ("phonons", "cpu", None),
+                                        ("phonons", "smoke", None)):  # fewer than 3,000 rows
+        plan = plan_data(dataset, profile)
+        path = splits.shipped_sets_path(dataset, stored_as)
+        assert plan.shipped_file == path
+        assert plan.sets_identity() == {"source": "shipped", "file": path.name,
+                                        "sha256": splits.set_file_meta(path)["sha256"]}
+    other_seed = plan_data("mp2019", "smoke", split_config=splits.SplitConfig(seed=1))
+    assert other_seed.sets_source == "computed" and other_seed.shipped_file is None
+    assert plan_data("mp2019", "smoke", target=col.BAND_GAP).sets_identity()["source"] == \
         "computed"
-    assert sets_identity(mp, col.BAND_GAP, 3000, splits.SplitConfig())["source"] == "computed"
+    assert plan_data("mp2019", "smoke", sets="compute").sets_source == "computed"
 
 
 @pytest.mark.extended
