@@ -39,7 +39,12 @@ from scipy import stats as sps
 IntervalMethod = Literal["t", "bootstrap"]
 
 VERDICTS = ("holds", "reversed", "not resolved")
-"""The three possible values of the ``verdict`` column of :func:`verdicts`."""
+"""The three possible values of the ``verdict`` column of :func:`verdicts` for a claim that
+is not withdrawn."""
+WITHDRAWN = "withdrawn"
+"""The verdict of a comparison that says nothing about the method (see :func:`verdicts`)."""
+Verdict = Literal["holds", "reversed", "not resolved", "withdrawn"]
+Direction = Literal["lower", "higher", "not resolved", "withdrawn"]
 
 _BOOT_CHUNK = 2_000_000  # resampled values drawn at once by the bootstrap (memory bound)
 
@@ -478,8 +483,11 @@ def verdicts(
     reasons = _withdrawals(out)
     out["p_holm"] = _holm_kept(out[p_value].to_numpy(dtype=float), reasons)
     verdict, text = [], []
-    for sign, est, lo, hi, ph, reason in zip(
+    sides = resolved_side(out[low].to_numpy(dtype=float), out[high].to_numpy(dtype=float),
+                          out["p_holm"].to_numpy(dtype=float), alpha)
+    for sign, side, est, lo, hi, ph, reason in zip(
         np.sign(paper),
+        sides,
         out[estimate].to_numpy(dtype=float),
         out[low].to_numpy(dtype=float),
         out[high].to_numpy(dtype=float),
@@ -488,22 +496,19 @@ def verdicts(
         strict=True,
     ):
         if reason:
-            verdict.append("withdrawn")
-            text.append(f"withdrawn: {reason}")
+            verdict.append(WITHDRAWN)
+            text.append(f"{WITHDRAWN}: {reason}")
             continue
-        finite = math.isfinite(lo) and math.isfinite(hi)
-        side = 0 if not finite else (1 if lo > 0 else (-1 if hi < 0 else 0))
-        significant = bool(ph < alpha)  # False for NaN
         span = f"{_pct(est)} ({_pct(lo)} to {_pct(hi)})"
-        if side != 0 and significant:
+        if side != 0:
             label = "holds" if side == sign else "reversed"
             verdict.append(label)
             text.append(f"{label}: {span}")
             continue
         verdict.append("not resolved")
-        if not finite:
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             text.append(f"not resolved: no finite interval (estimate {_pct(est)}; needs ≥ 2 pairs)")
-        elif side == 0:
+        elif interval_side(lo, hi) == 0:
             text.append(
                 f"not resolved: the interval spans {_pct(lo)} to {_pct(hi)} "
                 f"(width {100 * (hi - lo):.1f} %)"
@@ -515,6 +520,41 @@ def verdicts(
     out["verdict"] = verdict
     out["verdict_text"] = text
     return out
+
+
+def interval_side(low: float, high: float) -> int:
+    """Which side of zero a finite interval lies on.
+
+    Which side of zero a finite interval lies on: 1 above, -1 below, 0 touching, spanning or not
+    finite.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return 0
+    return 1 if low > 0 else (-1 if high < 0 else 0)
+
+
+def resolved_side(
+    low: Sequence[float] | np.ndarray,
+    high: Sequence[float] | np.ndarray,
+    p_holm: Sequence[float] | np.ndarray,
+    alpha: float = 0.05,
+) -> np.ndarray:
+    """The one rule that resolves a comparison, row by row.
+
+    A comparison is *resolved* when its interval lies strictly on one side of zero
+    (:func:`interval_side`) and its Holm-adjusted p-value is below ``alpha``; :func:`verdicts`
+    turns the side into ``holds``/``reversed`` against the paper's sign,
+    :func:`directional_verdicts` into ``lower``/``higher``, and the baselines chapter counts it.
+
+    Returns:
+        Per row: 1 (resolved above zero: higher), -1 (resolved below: lower) or 0 (not
+        resolved; also for a NaN p-value).
+    """
+    lows, highs = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    ps = np.asarray(p_holm, dtype=float)
+    sides = np.array([interval_side(lo, hi) for lo, hi in zip(lows, highs, strict=True)],
+                     dtype=int)
+    return np.where(ps < alpha, sides, 0)
 
 
 def _withdrawals(table: pd.DataFrame) -> list[str]:
@@ -544,11 +584,20 @@ def directional_verdicts(table: pd.DataFrame, alpha: float = 0.05) -> pd.DataFra
     out = table.copy()
     reasons = _withdrawals(out)
     out["p_holm"] = _holm_kept(out["p_value"].to_numpy(dtype=float), reasons)
-    resolved = (out["p_holm"] < alpha) & ((out["high"] < 0) | (out["low"] > 0))
-    out["verdict"] = np.where(~resolved, "not resolved",
-                              np.where(out["estimate"] < 0, "lower", "higher"))
-    out.loc[[bool(r) for r in reasons], "verdict"] = "withdrawn"
+    out["verdict"] = direction_words(out["low"], out["high"], out["p_holm"], alpha)
+    out.loc[[bool(r) for r in reasons], "verdict"] = WITHDRAWN
     return out
+
+
+def direction_words(
+    low: Sequence[float] | np.ndarray,
+    high: Sequence[float] | np.ndarray,
+    p_holm: Sequence[float] | np.ndarray,
+    alpha: float = 0.05,
+) -> np.ndarray:
+    """``lower``, ``higher`` or ``not resolved`` per row, by :func:`resolved_side`."""
+    side = resolved_side(low, high, p_holm, alpha)
+    return np.where(side == 0, "not resolved", np.where(side < 0, "lower", "higher"))
 
 
 # --------------------------------------------------------------------------------------

@@ -438,3 +438,63 @@ def test_budget_twins_pair_each_full_run_with_its_early_stopped_twin_and_no_othe
     from calkit import plots
     fig = plots.budget_curves(curves, twins["twin: epochs run"][twins["twin stopped early"]])
     assert len(fig.axes) == 3 and all(ax.get_yscale() == "log" for ax in fig.axes)
+
+
+def test_a_method_declared_with_paper_rows_enters_the_paper_tables_without_touching_reporting(
+        monkeypatch):
+    """Registering a method with ``paper_rows`` (and the paper's value for it) is all it takes
+    for the base and ablation tables and the claims to hold it."""
+    from calkit.methods import registry
+    from calkit.methods.cal import run_cal
+    from calkit.reporting import paper as paper_module
+
+    records = [_record("baseline", s, _base_losses(0.02 + 0.001 * s)) for s in range(3)]
+    records += [_record("cal", s, _base_losses(0.001 * s)) for s in range(3)]
+    records += [_record("cal_new", s, _base_losses(0.03 + 0.001 * s)) for s in range(3)]
+    claim = "CAL, new vs CAL on " + col.SET_LABELS[col.PRIOR]
+    assert "cal_new" not in reporting.ablation_table(records).index.get_level_values("method")
+    assert "cal_new mean" not in reporting.base_table(records).columns
+
+    new = registry.Method("cal_new", "CAL, new", "cal", run_cal, "a method of a test",
+                          paper_rows=("base", "ablation"))
+    monkeypatch.setitem(registry._REGISTRY, new.name, new)
+    values = paper_module.paper_values()
+    extra = pd.DataFrame([
+        {"table": "ablation", "set": col.PRIOR, "method": "cal_new", "target_set": "",
+         "n_target": pd.NA, "metric": "loss", "value": 0.2},
+        {"table": "base", "set": col.COVARIATE, "method": "cal_new", "target_set": "",
+         "n_target": pd.NA, "metric": "loss", "value": 0.05}])
+    extended = pd.concat([values, extra.astype({"n_target": "Int64"})], ignore_index=True)
+    monkeypatch.setattr(paper_module, "_paper_values", lambda: extended)
+
+    ablation = reporting.ablation_table(records)
+    assert ablation.loc[("cal_new", col.PRIOR), "paper"] == 0.2
+    assert ablation.loc[("cal_new", col.PRIOR), "n"] == 3
+    base = reporting.base_table(records)
+    assert base.loc[col.COVARIATE, "cal_new n"] == 3
+    assert base.loc[col.PRIOR, "CAL, new vs IR-net n_pairs"] == 3
+    comparisons = {c.label: c for c in reporting.paper_comparisons(records)}
+    assert comparisons[claim].a == reporting.RunKey("cal")
+    assert comparisons[claim].b == reporting.RunKey("cal_new")
+    assert comparisons[claim].family == "ablation"
+    assert "CAL, new vs IR-net on " + col.SET_LABELS[col.COVARIATE] in comparisons
+    claims = reporting.claims_table(records)
+    assert claims.loc[claim, "verdict"] == "holds"  # the paper's +X % and ours are both higher
+    assert claim not in reporting.claims_table(records, family="headline").index
+
+
+def test_comparisons_are_typed_and_come_from_the_registry():
+    records = [_record("finetune", s, {col.RELATION: 0.1}, col.RELATION, 256) for s in range(2)]
+    records += [_record("targeted", s, {col.RELATION: 0.2}, col.RELATION, 256) for s in range(2)]
+    targeted = [c for c in reporting.paper_comparisons(records) if c.family == "targeted"]
+    assert [c.label for c in targeted] == [
+        f"targeted CAL vs fine-tuning on {col.set_label(col.RELATION)}, N=256"]
+    assert targeted[0].a == reporting.RunKey("finetune", col.RELATION, 256)
+    assert targeted[0].headline
+    controls = reporting.control_comparisons(records)
+    literal = [c for c in controls if c.b.method == reporting.LITERAL_TARGETED]
+    assert reporting.LITERAL_TARGETED == "targeted[supervised_on_all=False]"
+    assert {c.a.method for c in literal} == {"targeted", "finetune"}
+    assert reporting.ABLATIONS == ("pg_first", "pg_last", "aa", "ps", "irnet3")
+    assert reporting.BASELINES == ("rf", "ensemble", "cmixup", "balanced", "cvar")
+    assert reporting.FULL_BUDGET_TARGETED == "targeted[patience=60]"

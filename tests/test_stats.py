@@ -278,3 +278,18 @@ def test_summarise_pairs_relative_is_nan_for_non_positive_values():
     row = stats.summarise_pairs(frame, [("baseline", "cal", "prior")]).iloc[0]
     assert math.isnan(row["rel"]) and math.isnan(row["p_value_rel"])
     assert not math.isnan(row["diff"])
+
+
+def test_one_rule_resolves_claims_directions_and_the_baselines_chapter():
+    low, high = np.array([0.01, -0.3, -0.1, 0.02, np.nan]), np.array([0.2, -0.05, 0.1, 0.3, 0.1])
+    p_holm = np.array([0.01, 0.001, 0.01, 0.2, 0.01])
+    assert stats.resolved_side(low, high, p_holm).tolist() == [1, -1, 0, 0, 0]
+    table = pd.DataFrame({"claim": list("abcde"), "paper_change": [0.1, 0.1, -0.1, 0.1, 0.1],
+                          "estimate": [0.1, -0.2, 0.0, 0.1, 0.0], "low": low, "high": high,
+                          "p_value": [0.002, 0.0002, 0.002, 0.3, 0.002]})
+    judged = stats.verdicts(table)
+    assert judged["verdict"].tolist() == ["holds", "reversed", "not resolved", "not resolved",
+                                          "not resolved"]
+    directions = stats.directional_verdicts(table.drop(columns="paper_change"))
+    assert directions["verdict"].tolist() == ["higher", "lower", "not resolved", "not resolved",
+                                              "not resolved"]

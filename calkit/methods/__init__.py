@@ -9,13 +9,21 @@ ablations), ``finetune``, the controls, targeted CAL with a recipe chosen on hel
 import importlib
 
 from calkit.methods.registry import (
+    PAPER_TABLES,
     REGISTRY,
+    ControlQuestion,
     Method,
     MethodInputs,
     MethodOutput,
+    PaperTable,
+    Variant,
+    control_questions,
     get_method,
     method_label,
     method_names,
+    methods_of_kind,
+    paper_table_methods,
+    paper_table_subjects,
     register,
 )
 
@@ -23,5 +31,7 @@ FAMILY_MODULES = ("plain", "cal", "finetune", "controls", "targeted_select", "ba
 for _module in FAMILY_MODULES:
     importlib.import_module(f"calkit.methods.{_module}")
 
-__all__ = ["REGISTRY", "Method", "MethodInputs", "MethodOutput", "get_method", "method_label",
-           "method_names", "register"]
+__all__ = ["PAPER_TABLES", "REGISTRY", "ControlQuestion", "Method", "MethodInputs", "MethodOutput",
+           "PaperTable", "Variant", "control_questions", "get_method", "method_label",
+           "method_names", "methods_of_kind", "paper_table_methods", "paper_table_subjects",
+           "register"]

@@ -456,23 +456,23 @@ register(Method(
     "rf", "random forest", "plain", run_rf,
     "baseline: a random forest on the features (Breiman 2001; scikit-learn), max_features and "
     "min_samples_leaf chosen on the validation splits; not a network, so no epochs or EMA",
-    settings=_DEFAULTS.settings("rf")))
+    settings=_DEFAULTS.settings("rf"), kind="baseline"))
 register(Method(
     "ensemble", "deep ensemble", "plain", run_ensemble,
     "baseline: mean of 5 plain IR-nets of different seeds (deep ensemble; Lakshminarayanan et "
     "al., NeurIPS 2017); their spread is the uncertainty that flags OOD rows",
-    settings=_DEFAULTS.settings("ensemble")))
+    settings=_DEFAULTS.settings("ensemble"), kind="baseline"))
 register(Method(
     "cmixup", "C-Mixup", "plain", run_cmixup,
     "baseline: mixup with partners drawn by a Gaussian kernel on the label distance (C-Mixup; "
-    "Yao et al., NeurIPS 2022)", settings=_DEFAULTS.settings("cmixup")))
+    "Yao et al., NeurIPS 2022)", settings=_DEFAULTS.settings("cmixup"), kind="baseline"))
 register(Method(
     "balanced", "Balanced MSE", "plain", run_balanced,
     "baseline: Balanced MSE, batch Monte-Carlo form, its noise variance chosen on the "
     "validation splits (Ren et al., CVPR 2022), for label shifts toward values rare in training",
-    settings=_DEFAULTS.settings("balanced")))
+    settings=_DEFAULTS.settings("balanced"), kind="baseline"))
 register(Method(
     "cvar", "CVaR-DRO", "plain", run_cvar,
     "baseline: CVaR-DRO, each batch's loss the mean of its worst alpha fraction of per-sample "
     "losses, alpha chosen on the validation splits (Levy et al., NeurIPS 2020)",
-    settings=_DEFAULTS.settings("cvar")))
+    settings=_DEFAULTS.settings("cvar"), kind="baseline"))

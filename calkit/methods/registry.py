@@ -5,6 +5,11 @@ and SAL settings, how it runs, whether it starts from a trained baseline and whi
 the paper's tables it answers. The run config check, the run identity, the sweep's ordering,
 the notebooks' parameter check and the reporting all read this registry; adding a method is
 one :func:`register` call next to its run function.
+
+The reporting's comparisons come from here too: the paper's tables (:data:`PAPER_TABLES`,
+each method's :attr:`Method.paper_rows`), the baselines (:func:`methods_of_kind`) and the
+questions the controls ask (:func:`declare_control`, with config-override runs named by a
+:class:`Variant` rather than a string), so :mod:`calkit.reporting` types no method name.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,6 +27,12 @@ if TYPE_CHECKING:
     from calkit.engine import Snapshot
 
 FAMILIES = ("plain", "cal", "finetune")
+KINDS = ("method", "control", "baseline")
+MethodKind = Literal["method", "control", "baseline"]
+"""What a method is for: ``method`` (the paper's methods and their variants of ours),
+``control`` (a run that isolates one part of CAL) or ``baseline`` (an OOD method of the
+literature, compared with the plain IR-net in the "what helps" chapter)."""
+PaperTableName = Literal["base", "targeted", "ablation"]
 
 
 @dataclass
@@ -111,6 +122,7 @@ class Method:
         settings: The method's own settings beyond the recipe (e.g. a baseline's
             hyperparameters), passed to its run function as :attr:`MethodInputs.settings` and
             part of the run identity (as ``method_settings``) when non-empty.
+        kind: :data:`MethodKind`: ``method``, ``control`` or ``baseline``.
     """
 
     name: str
@@ -125,13 +137,21 @@ class Method:
     needs_target: bool = False
     needs_baseline: bool = False
     saves_checkpoint: bool = False
-    paper_rows: tuple[str, ...] = ()
+    paper_rows: tuple[PaperTableName, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
+    kind: MethodKind = "method"
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"method {self.name!r}: unknown family {self.family!r}; "
                              f"valid: {', '.join(FAMILIES)}.")
+        if self.kind not in KINDS:
+            raise ValueError(f"method {self.name!r}: unknown kind {self.kind!r}; "
+                             f"valid: {', '.join(KINDS)}.")
+        unknown = [t for t in self.paper_rows if t not in PAPER_TABLES]
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown paper table(s) {unknown}; "
+                             f"valid: {', '.join(PAPER_TABLES)}.")
         if self.sal_changes and self.family != "cal":
             raise ValueError(f"method {self.name!r}: only CAL-family methods have SAL settings.")
 
@@ -177,3 +197,114 @@ def method_label(key: str) -> str:
 
 VARIANT_LABELS = {"supervised_on_all=False": "literal loop"}
 """Short names of config-override variants that the grids run."""
+
+
+def methods_of_kind(kind: MethodKind) -> tuple[str, ...]:
+    """Names of the registered methods of one :data:`MethodKind`, in registration order."""
+    return tuple(name for name, method in _REGISTRY.items() if method.kind == kind)
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """One comparative table of the paper: its methods are judged against ``reference``.
+
+    Attributes:
+        name: The table (the value methods list in :attr:`Method.paper_rows`).
+        reference: The method every other method of the table is compared with.
+        reference_label: How a claim names the reference ("" for its method label).
+        targeted: Whether the table's runs target a set (judged on that set).
+    """
+
+    name: PaperTableName
+    reference: str
+    reference_label: str = ""
+    targeted: bool = False
+
+
+PAPER_TABLES: Mapping[str, PaperTable] = MappingProxyType({
+    "base": PaperTable("base", "baseline"),
+    "targeted": PaperTable("targeted", "finetune", "fine-tuning", targeted=True),
+    "ablation": PaperTable("ablation", "cal"),
+})
+"""The paper's comparative tables; which methods have rows in them is :attr:`Method.paper_rows`."""
+
+
+def paper_table_methods(table: PaperTableName) -> tuple[str, ...]:
+    """The registered methods with rows in one of the paper's tables, in registration order."""
+    return tuple(name for name, method in _REGISTRY.items() if table in method.paper_rows)
+
+
+def paper_table_subjects(table: PaperTableName) -> tuple[str, ...]:
+    """The methods a paper table compares with its reference (all of its methods but that one)."""
+    reference = PAPER_TABLES[table].reference
+    return tuple(name for name in paper_table_methods(table) if name != reference)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registered method run with config overrides, as a grid's ``overrides`` declare it.
+
+    Attributes:
+        method: The registered method.
+        overrides: ``(field, value)`` pairs, sorted by field as the run request stores them.
+    """
+
+    method: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The method key of the records, e.g. ``targeted[patience=60]``.
+
+        The method key of the records (``targeted[patience=60]``; the name alone without
+        overrides), as :func:`calkit.diagnostics.method_key` writes it.
+        """
+        if not self.overrides:
+            return self.method
+        return self.method + "[" + ",".join(f"{k}={v}" for k, v in sorted(self.overrides)) + "]"
+
+
+ControlFamily = Literal["controls", "budget"]
+
+
+@dataclass(frozen=True)
+class ControlQuestion:
+    """What a control asks: is ``subject``'s loss lower or higher than ``reference``'s?
+
+    Attributes:
+        question: The comparison in words, e.g. ``"targeted CAL vs no attack"``.
+        reference: The run compared against (a method or a :class:`Variant`).
+        subject: The run whose relative change is reported.
+        targeted: Whether both runs target a set (asked per target set and N, on the
+            target set) or not (asked on the untargeted sets).
+        family: The table the question belongs to (each is Holm-corrected on its own).
+    """
+
+    question: str
+    reference: Variant
+    subject: Variant
+    targeted: bool
+    family: ControlFamily = "controls"
+
+
+_CONTROLS: list[ControlQuestion] = []
+
+
+def declare_control(question: ControlQuestion) -> ControlQuestion:
+    """Add a control's question to the registry (next to the control's method)."""
+    if any(q.question == question.question and q.family == question.family for q in _CONTROLS):
+        raise ValueError(f"control question {question.question!r} is already declared.")
+    _CONTROLS.append(question)
+    return question
+
+
+def control_questions(family: ControlFamily = "controls",
+                      targeted: bool | None = None) -> tuple[ControlQuestion, ...]:
+    """The declared control questions of one family, in declaration order.
+
+    Args:
+        family: ``controls`` or ``budget``.
+        targeted: Only targeted (``True``) or untargeted (``False``) questions; ``None``: both.
+    """
+    return tuple(q for q in _CONTROLS if q.family == family
+                 and (targeted is None or q.targeted == targeted))

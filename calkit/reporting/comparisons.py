@@ -1,0 +1,199 @@
+"""Comparisons between two kinds of run, generated from the method registry.
+
+A :class:`Comparison` names a reference run kind ``a`` and a subject run kind ``b`` (each a
+:class:`~calkit.reporting.records.RunKey`), the set they are judged on and the paper's relative
+change of ``b`` against ``a`` (NaN where the paper makes no claim). Nothing here types a method
+name: the paper's comparisons come from :attr:`calkit.methods.Method.paper_rows` and
+:data:`calkit.methods.PAPER_TABLES`, the controls' from the questions the controls declare
+(:func:`calkit.methods.control_questions`). :func:`pair` judges one comparison on a long
+frame: paired by seed, 95 % t interval (:mod:`calkit.stats`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from calkit import columns as col
+from calkit import stats
+from calkit.methods import (
+    PAPER_TABLES,
+    ControlQuestion,
+    control_questions,
+    method_label,
+    methods_of_kind,
+    paper_table_subjects,
+)
+from calkit.methods.controls import FULL_BUDGET_TARGETED as _FULL_BUDGET
+from calkit.methods.controls import LITERAL_TARGETED as _LITERAL
+from calkit.reporting.paper import paper_change
+from calkit.reporting.records import VALIDATION, RunKey, ood_sets_of, targeted_pairs
+
+ComparisonFamily = Literal["base", "targeted", "ablation", "controls", "budget", "dataset"]
+"""Where a comparison comes from: one of the paper's tables, the controls, the early-stopping
+budget study, or the paper's comparisons on another data set."""
+
+CLAIM_SETS = (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION)
+"""Sets on which the base table's claims are judged."""
+ABLATION_CLAIM_SETS = (col.COVARIATE, col.PRIOR, col.RELATION)
+"""Sets on which the ablations' claims are judged."""
+CONTROL_SETS = (col.COVARIATE, col.PRIOR, col.RELATION, VALIDATION)
+"""Sets on which the untargeted controls are judged."""
+
+ABLATIONS: tuple[str, ...] = paper_table_subjects("ablation")
+"""The paper's ablations (the registry's ``ablation`` rows besides CAL)."""
+BASELINES: tuple[str, ...] = methods_of_kind("baseline")
+"""The OOD baselines of the "what helps" chapter, each compared with the plain IR-net."""
+LITERAL_TARGETED = _LITERAL.key
+"""Targeted CAL in the authors' literal loop: supervised steps on the high-loss rows only."""
+FULL_BUDGET_TARGETED = _FULL_BUDGET.key
+"""Targeted CAL with a patience equal to the cpu budget: early stopping never ends it."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired comparison: ``b``'s loss relative to ``a``'s on one set.
+
+    Attributes:
+        label: The claim or question, e.g. ``"CAL vs IR-net on prior (rare elements)"``.
+        a: The reference run kind.
+        b: The subject run kind (its relative change ``b / a - 1`` is reported).
+        set_name: The set both are judged on.
+        paper_change: The paper's relative change of ``b`` against ``a`` (NaN: no claim).
+        family: :data:`ComparisonFamily`.
+    """
+
+    label: str
+    a: RunKey
+    b: RunKey
+    set_name: str
+    paper_change: float = float("nan")
+    family: ComparisonFamily = "controls"
+
+    @property
+    def headline(self) -> bool:
+        """Whether it is a headline claim: base CAL vs the IR-net, targeted vs fine-tuning."""
+        return self.family in ("base", "targeted")
+
+
+def _versus(subject: str, table: str) -> str:
+    """How a claim names ``subject`` against the reference of one of the paper's tables."""
+    reference = PAPER_TABLES[table]
+    name = reference.reference_label or method_label(reference.reference)
+    return f"{method_label(subject)} vs {name}"
+
+
+def paper_comparisons(records: list[dict]) -> list[Comparison]:
+    """The paper's comparative claims that the records can answer.
+
+    One per method of each of the paper's tables against the table's reference (the
+    registry's :attr:`~calkit.methods.Method.paper_rows`): the base table on
+    :data:`CLAIM_SETS`, the targeted table on each ``(target, N)`` the records ran, the
+    ablations on :data:`ABLATION_CLAIM_SETS`. Comparisons the paper makes no claim about (no
+    reported value, e.g. another data set's targets) are left out.
+    """
+    out = []
+    base = RunKey(PAPER_TABLES["base"].reference)
+    for set_name in CLAIM_SETS:
+        for subject in paper_table_subjects("base"):
+            out.append(Comparison(f"{_versus(subject, 'base')} on {col.set_label(set_name)}",
+                                  base, RunKey(subject), set_name,
+                                  paper_change(base.method, subject, set_name), "base"))
+    reference = PAPER_TABLES["targeted"].reference
+    for target, n in targeted_pairs(records):
+        for subject in paper_table_subjects("targeted"):
+            out.append(Comparison(
+                f"{_versus(subject, 'targeted')} on {col.set_label(target)}, N={n}",
+                RunKey(reference, target, n), RunKey(subject, target, n), target,
+                paper_change(reference, subject, target, target, n), "targeted"))
+    cal = RunKey(PAPER_TABLES["ablation"].reference)
+    for subject in paper_table_subjects("ablation"):
+        for set_name in ABLATION_CLAIM_SETS:
+            out.append(Comparison(f"{_versus(subject, 'ablation')} on {col.set_label(set_name)}",
+                                  cal, RunKey(subject), set_name,
+                                  paper_change(cal.method, subject, set_name), "ablation"))
+    return [c for c in out if np.isfinite(c.paper_change)]
+
+
+def _questions(records: list[dict], family: Literal["controls", "budget"]) -> list[Comparison]:
+    """The declared control questions of one family, on their sets and targets."""
+    out = []
+    for set_name in CONTROL_SETS:
+        for q in control_questions(family, targeted=False):
+            out.append(_asked(q, f"on {col.set_label(set_name)}", set_name, "", 0, family))
+    for target, n in targeted_pairs(records):
+        for q in control_questions(family, targeted=True):
+            out.append(_asked(q, f"on {col.set_label(target)}, N={n}", target, target, n,
+                              family))
+    return out
+
+
+def _asked(question: ControlQuestion, where: str, set_name: str, target: str, n: int,
+           family: Literal["controls", "budget"]) -> Comparison:
+    return Comparison(f"{question.question} {where}", RunKey(question.reference.key, target, n),
+                      RunKey(question.subject.key, target, n), set_name, family=family)
+
+
+def control_comparisons(records: list[dict]) -> list[Comparison]:
+    """What the controls ask (the paper has no claim), from the controls' declared questions.
+
+    Untargeted questions on :data:`CONTROL_SETS`, then targeted ones per ``(target, N)``.
+    """
+    return _questions(records, "controls")
+
+
+def budget_comparisons(records: list[dict]) -> list[Comparison]:
+    """Does early stopping cut targeted CAL short? (``grids/targeted_budget.yaml``)."""
+    return _questions(records, "budget")
+
+
+def dataset_comparisons(records: list[dict]) -> list[Comparison]:
+    """The paper's headline comparisons on any data set (no paper values).
+
+    The base table's methods against its reference on every OOD set and the validation
+    splits, the targeted table's on every target.
+    """
+    base = RunKey(PAPER_TABLES["base"].reference)
+    out = [Comparison(f"{_versus(subject, 'base')} on {col.set_label(name)}", base,
+                      RunKey(subject), name, family="dataset")
+           for name in [*ood_sets_of(records), VALIDATION]
+           for subject in paper_table_subjects("base")]
+    reference = PAPER_TABLES["targeted"].reference
+    for target, n in targeted_pairs(records):
+        for subject in paper_table_subjects("targeted"):
+            out.append(Comparison(
+                f"{_versus(subject, 'targeted')} on {col.set_label(target)}, N={n}",
+                RunKey(reference, target, n), RunKey(subject, target, n), target,
+                family="dataset"))
+    return out
+
+
+def keyed_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A long metrics frame with a ``key`` column (:attr:`RunKey.frame_key`) per row."""
+    return frame.assign(key=frame["method"] + "@" + frame["target_set"] + ":"
+                        + frame["n_target"].astype(str))
+
+
+def pair(frame: pd.DataFrame, a: RunKey, b: RunKey, set_name: str,
+         metric: str = "loss") -> dict[str, float]:
+    """Paired comparison of run kinds ``a`` and ``b`` on one set of a long metrics frame.
+
+    Returns:
+        ``n_pairs``, the relative change ``rel`` with ``rel_low``/``rel_high``, the difference
+        ``diff`` with its interval, and ``p_value`` (of the log ratios); NaN and 0 pairs when
+        either run kind is missing.
+    """
+    keyed = keyed_frame(frame)
+    ka, kb = a.frame_key, b.frame_key
+    sub = keyed[(keyed["set"] == set_name) & keyed["key"].isin([ka, kb])]
+    empty = {"n_pairs": 0, "rel": np.nan, "rel_low": np.nan, "rel_high": np.nan,
+             "diff": np.nan, "diff_low": np.nan, "diff_high": np.nan, "p_value": np.nan}
+    if sub["key"].nunique() < 2:
+        return empty
+    row = stats.summarise_pairs(sub, [(ka, kb, set_name)], by="key", value=metric).iloc[0]
+    return {"n_pairs": int(row["n"]), "rel": row["rel"], "rel_low": row["rel_low"],
+            "rel_high": row["rel_high"], "diff": row["diff"], "diff_low": row["diff_low"],
+            "diff_high": row["diff_high"], "p_value": row["p_value_rel"]}
