@@ -27,6 +27,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check calkit tests tools benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf _build .cache/mpl .cache/jupyter-runtime

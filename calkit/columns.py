@@ -29,6 +29,8 @@ RANDOM_SPLITS = tuple(f"Rsplt{i}" for i in range(1, 6))
 """The paper's validation splits: random 15 % subsets of all rows (they hold OOD rows too)."""
 CLEAN_SPLITS = tuple(f"Csplt{i}" for i in range(1, 6))
 """The clean protocol's validation splits: drawn only from rows in no OOD set."""
+Tail = Literal["upper", "lower"]
+"""Which tail of a target forms a prior-shift set."""
 Protocol = Literal["clean", "paper"]
 """A validation protocol's name."""
 PROTOCOLS: dict[Protocol, tuple[str, ...]] = {"paper": RANDOM_SPLITS, "clean": CLEAN_SPLITS}

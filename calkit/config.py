@@ -16,14 +16,29 @@ on an OOD set.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
-LOSSES = ("smooth_l1", "mae")
-SCHEDULES = ("cosine", "plateau", "none")
-SELECTIONS = ("val", "last")
-GRAD_LAYERS = ("all", "first", "last")
-W_UPDATES = ("batch", "epoch")
+# Every choice field is typed with one of these, and its valid values are read from the type:
+# declared once, checked statically (mypy) and at run time (``_check_choices``).
+Loss = Literal["smooth_l1", "mae"]
+Schedule = Literal["cosine", "plateau", "none"]
+Selection = Literal["val", "last"]
+EmaEvery = Literal["epoch", "step"]
+EmaSelection = Literal["own", "raw"]
+GradLayers = Literal["all", "first", "last"]
+WUpdate = Literal["batch", "epoch"]
+WReset = Literal["epoch_end", "every_update"]
+ThetaOptimizer = Literal["fresh", "persistent"]
+ThetaLrSchedule = Literal["supervised", "constant"]
+TargetSteps = Literal["authors", "per_batch"]
+
+LOSSES: tuple[Loss, ...] = get_args(Loss)
+SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
+SELECTIONS: tuple[Selection, ...] = get_args(Selection)
+GRAD_LAYERS: tuple[GradLayers, ...] = get_args(GradLayers)
+W_UPDATES: tuple[WUpdate, ...] = get_args(WUpdate)
 
 RUNTIME_FIELDS = ("device", "progress")
 """Recipe fields that do not change a run's numbers (left out of the run identity)."""
@@ -74,18 +89,18 @@ class TrainConfig:
     lr: float = 1e-3
     batch_size: int = 256
     epochs: int = 100
-    loss: str = "smooth_l1"
+    loss: Loss = "smooth_l1"
     weight_decay: float = 0.0
-    schedule: str = "cosine"
+    schedule: Schedule = "cosine"
     min_lr_factor: float = 0.01
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     patience: int = 20
     ema_decay: float = 0.999
     ema_start_epoch: int | None = 20
-    ema_every: str = "epoch"
+    ema_every: EmaEvery = "epoch"
     ema_warmup: bool = True
-    ema_selection: str = "own"
+    ema_selection: EmaSelection = "own"
     dropout: float | None = None
     research_eval_mode_quirk: bool = False
     fused_adam: bool = True
@@ -94,15 +109,11 @@ class TrainConfig:
     progress: bool = True
     eval_batch_size: int = 8192
     history_sets: tuple[str, ...] | None = None
-    selection: str = "val"
+    selection: Selection = "val"
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the bad field and its valid values; return self."""
-        _choice("loss", self.loss, LOSSES)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("selection", self.selection, SELECTIONS)
-        _choice("ema_every", self.ema_every, ("epoch", "step"))
-        _choice("ema_selection", self.ema_selection, ("own", "raw"))
+        _check_choices(self)
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2, got {self.batch_size}.")
         if self.lr <= 0:
@@ -193,23 +204,18 @@ class SALConfig:
     xa_grad_reduce: float = 0.01
     w_eps: float = 1e-12
     negative_weight_reset: float = 1.0
-    w_update: str = "batch"
-    w_reset: str = "epoch_end"
+    w_update: WUpdate = "batch"
+    w_reset: WReset = "epoch_end"
     learn_w: bool = True
-    theta_optimizer: str = "fresh"
-    theta_lr_schedule: str = "supervised"
-    target_steps: str = "authors"
-    grad_layers: str = "all"
+    theta_optimizer: ThetaOptimizer = "fresh"
+    theta_lr_schedule: ThetaLrSchedule = "supervised"
+    target_steps: TargetSteps = "authors"
+    grad_layers: GradLayers = "all"
     attack_eval_mode: bool = True
 
     def validate(self) -> SALConfig:
         """Raise ``ValueError`` naming the bad field and its valid values; return self."""
-        _choice("grad_layers", self.grad_layers, GRAD_LAYERS)
-        _choice("w_update", self.w_update, W_UPDATES)
-        _choice("w_reset", self.w_reset, ("epoch_end", "every_update"))
-        _choice("theta_optimizer", self.theta_optimizer, ("fresh", "persistent"))
-        _choice("theta_lr_schedule", self.theta_lr_schedule, ("supervised", "constant"))
-        _choice("target_steps", self.target_steps, ("authors", "per_batch"))
+        _check_choices(self)
         if not 0.0 < self.partial_fraction <= 1.0:
             raise ValueError(f"partial_fraction must be in (0, 1], got {self.partial_fraction}.")
         if self.r_theta_splits < 1 or self.theta_epochs < 1 or self.attack_epochs < 0:
@@ -328,3 +334,16 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
 def _choice(what: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}.")
+
+
+def choices_of(config_type: type) -> dict[str, tuple[str, ...]]:
+    """The choice fields of a config dataclass and their valid values, read from the types."""
+    hints = typing.get_type_hints(config_type)
+    return {f.name: get_args(hints[f.name]) for f in fields(config_type)
+            if typing.get_origin(hints[f.name]) is Literal}
+
+
+def _check_choices(config: Any) -> None:
+    """Raise ``ValueError`` for a choice field whose value its ``Literal`` type does not allow."""
+    for name, valid in choices_of(type(config)).items():
+        _choice(name, getattr(config, name), valid)

@@ -28,6 +28,7 @@ import pandas as pd
 from pymatgen.core import Composition
 
 from calkit import columns as col
+from calkit.columns import Tail
 from calkit.files import atomic_write, cache_dir, local_data_dir, sha256_of
 
 DATA_ENV = "CALKIT_DATA"
@@ -400,7 +401,7 @@ class DatasetInfo:
     loader: Callable[[str], pd.DataFrame]
     default_target: str
     units: dict[str, str]
-    prior_tail: dict[str, str]
+    prior_tail: dict[str, Tail]
     relation: bool = False
     rows: int | None = None
     sha256: str = ""
@@ -415,7 +416,7 @@ class DatasetInfo:
 
 
 _MP_UNITS = {col.DELTA_E: "eV/atom", col.BAND_GAP: "eV"}
-_MP_TAILS = {col.DELTA_E: "lower", col.BAND_GAP: "upper"}
+_MP_TAILS: dict[str, Tail] = {col.DELTA_E: "lower", col.BAND_GAP: "upper"}
 
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
@@ -574,12 +575,22 @@ def load_dataset(name: str, on_invalid: str = "drop", target: str | None = None)
 
 
 def describe_files() -> pd.DataFrame:
-    """Tabulate where each registered file is found and whether its hash checks out."""
+    """Tabulate where each registered file is found and whether its hash checks out.
+
+    The location is named by the folder it was found in (``$CALKIT_DATA`` or the download
+    folder), never by this machine's absolute path, so the table can go on a public page.
+    """
     rows = []
+    env = os.environ.get(DATA_ENV)
+    folders = ([(Path(env).expanduser(), f"${DATA_ENV}")] if env else []) + [
+        (local_data_dir(), "download folder")]
     for spec in FILES.values():
         found = next((p for p in _candidates(spec) if p.is_file()), None)
-        status = "missing (will download)"
+        status, where = "missing (will download)", "-"
         if found is not None:
             status = "ok" if sha256_of(found) in spec.sha256 else "HASH MISMATCH"
-        rows.append({"file": spec.relpath, "found at": str(found or "-"), "status": status})
+            where = next((f"{label}/{found.relative_to(folder).as_posix()}"
+                          for folder, label in folders if found.is_relative_to(folder)),
+                         found.name)
+        rows.append({"file": spec.relpath, "found at": where, "status": status})
     return pd.DataFrame(rows)

@@ -237,8 +237,8 @@ def _plain(value: Any) -> Any:
 
 
 def _numpy_rng_state() -> tuple:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return kind, keys.tolist(), int(pos), int(has_gauss), float(cached)
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)
 
 
 def _finite_state(state: dict[str, torch.Tensor]) -> bool:
@@ -382,6 +382,7 @@ class TrainingEngine:
     def snapshot_state(self, epoch_fn: EpochFn | None = None) -> dict[str, Any]:
         """Everything the next epoch reads, as plain types and tensors."""
         cuda = self.device.type == "cuda"
+        method_state = getattr(epoch_fn, "state_dict", None)  # stateful epoch functions only
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -395,7 +396,7 @@ class TrainingEngine:
             "rng": {"shuffle": self.gen.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if cuda else None,
                     "numpy": _numpy_rng_state(), "python": random.getstate()},
-            "method": epoch_fn.state_dict() if hasattr(epoch_fn, "state_dict") else None,
+            "method": method_state() if method_state is not None else None,
         }
 
     def load_snapshot_state(self, state: dict[str, Any],
@@ -420,8 +421,9 @@ class TrainingEngine:
         kind, keys, pos, has_gauss, cached = rng["numpy"]
         np.random.set_state((kind, np.asarray(keys, np.uint32), pos, has_gauss, cached))
         random.setstate(rng["python"])
-        if state["method"] is not None and hasattr(epoch_fn, "load_state_dict"):
-            epoch_fn.load_state_dict(state["method"])
+        load_method_state = getattr(epoch_fn, "load_state_dict", None)
+        if state["method"] is not None and load_method_state is not None:
+            load_method_state(state["method"])
 
     def save_snapshot(self, snapshot: Snapshot, epoch_fn: EpochFn | None = None) -> None:
         """Write the state to ``snapshot.path`` atomically (a kill never leaves half a file)."""

@@ -31,7 +31,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from calkit.columns import RANDOM_SPLITS
-from calkit.config import CALConfig, SALConfig, TrainConfig
+from calkit.config import CALConfig, SALConfig, Schedule, TrainConfig
 from calkit.engine import train
 from calkit.features import FeatureScaler
 from calkit.methods.cal import fit_cal
@@ -277,7 +277,7 @@ class IRNetRegressor(_IRNetBase):
     def __init__(self, preset: str = "cpu", widths: tuple[int, ...] | None = None,
                  norm: str | None = None, dropout: float | None = None, lr: float = 1e-3,
                  epochs: int = 100, batch_size: int = 256, patience: int = 20,
-                 schedule: str = "cosine", val_fraction: float = 0.15, use_ema: bool = False,
+                 schedule: Schedule = "cosine", val_fraction: float = 0.15, use_ema: bool = False,
                  seed: int = 0, device: str = "auto", progress: bool = False,
                  scale_X: bool = True, clip: float | None = 10.0, scale_y: bool = True,
                  n_models: int = 1, on_invalid: OnInvalid = "raise") -> None:
@@ -389,7 +389,7 @@ class CALRegressor(_IRNetBase):
         if (X_target is None) != (y_target is None):
             raise ValueError("pass both X_target and y_target for targeted CAL, or neither.")
         Xs, ys = self._prepare_fit(X, y)
-        target = (None, None)
+        target: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
         if X_target is not None:
             Xt = check_array(X_target, dtype=np.float32, ensure_all_finite=True)
             yt = np.asarray(y_target, np.float64).reshape(-1)

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-NORMS = ("layer", "batch", "none")
+Norm = Literal["layer", "batch", "none"]
+"""The normalisation layer of an IR-net block."""
+NORMS: tuple[Norm, ...] = get_args(Norm)
 
 
-def _norm(kind: str, width: int) -> nn.Module:
+def _norm(kind: Norm, width: int) -> nn.Module:
     if kind == "layer":
         return nn.LayerNorm(width)
     if kind == "batch":
@@ -69,7 +72,7 @@ class IRBlock(nn.Module):
         dropout: Dropout probability after the activation.
     """
 
-    def __init__(self, in_features: int, out_features: int, norm: str = "layer",
+    def __init__(self, in_features: int, out_features: int, norm: Norm = "layer",
                  dropout: float = 0.5) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, out_features)
@@ -97,7 +100,7 @@ class IRNet(nn.Module):
             (used by the small ``irnet3`` reconstruction).
     """
 
-    def __init__(self, in_features: int, widths: Sequence[int], norm: str = "layer",
+    def __init__(self, in_features: int, widths: Sequence[int], norm: Norm = "layer",
                  dropout: float = 0.5, stem: int | None = None) -> None:
         super().__init__()
         if not widths:
@@ -128,7 +131,7 @@ class ModelPreset:
     """Architecture of a named IR-net preset."""
 
     widths: tuple[int, ...]
-    norm: str
+    norm: Norm
     dropout: float
     stem: int | None = None
     note: str = ""
@@ -148,7 +151,7 @@ PRESETS: dict[str, ModelPreset] = {
 
 
 def build_model(preset: str = "paper", in_features: int = 145, dropout: float | None = None,
-                norm: str | None = None) -> IRNet:
+                norm: Norm | None = None) -> IRNet:
     """Build an :class:`IRNet` from a named preset.
 
     Args:

@@ -118,7 +118,7 @@ def prior_shift_histogram(frame: pd.DataFrame, sets: pd.DataFrame, target: str =
                           unit: str = "eV/atom") -> plt.Figure:
     """The target on the training rows against the prior-shift and extreme sets (log counts)."""
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    bins = np.linspace(frame[target].min(), frame[target].max(), 90)
+    bins = np.linspace(frame[target].min(), frame[target].max(), 90).tolist()
     for name in (col.TRAIN, col.extreme_set(target), col.prior_set(target)):
         ax.hist(
             frame.loc[sets[name], target],
@@ -426,7 +426,7 @@ def paired_dots(points: pd.DataFrame, table: pd.DataFrame, title: str = "") -> p
             ax.scatter(np.sign(seeds[~inside]) * edge, jitter[~inside], s=22, color=dots,
                        marker=">" if seeds[~inside][0] > 0 else "<", zorder=3)
         if np.isfinite(row["low"]) and np.isfinite(row["high"]):
-            low, high = np.clip(_log_ratio([row["low"], row["high"]]), -edge, edge)
+            low, high = np.clip(_log_ratio(np.array([row["low"], row["high"]])), -edge, edge)
             ax.plot([low, high], [y, y], color=colour, lw=3, alpha=0.6)
         estimate = float(_log_ratio(row["estimate"]))
         if abs(estimate) <= edge:
@@ -497,7 +497,7 @@ def versus_baseline_dots(table: pd.DataFrame) -> plt.Figure:
     methods = list(dict.fromkeys(data["method"]))
     fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(sets) * len(methods) ** 0.5 + 1.8))
     offsets = np.linspace(-0.3, 0.3, len(methods)) if len(methods) > 1 else [0.0]
-    colors = plt.get_cmap("tab10").colors
+    colors = [plt.get_cmap("tab10")(i) for i in range(10)]
     for k, method in enumerate(methods):
         rows = data[data["method"] == method]
         y = np.array([sets.index(s) for s in rows["set"]]) + offsets[k]

@@ -59,7 +59,7 @@ def environment_info(device: str) -> dict[str, Any]:
 
     from calkit.utils import cpu_model, run_matmul_gflops, select_device
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("calkit", "torch", "numpy", "pandas", "scikit-learn", "matminer",
                     "pymatgen", "umap-learn"):
         try:

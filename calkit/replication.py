@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from calkit import columns as col
-from calkit.reporting import VALIDATION, metrics_frame
+from calkit.reporting import VALIDATION, Which, metrics_frame
 
 AUTHORS_LOG = "authors_log.csv"
 """Package resource: ``method, target_set, n_target, model (ema | last), set, loss, log_row``."""
@@ -25,7 +25,7 @@ AUTHORS_LOG = "authors_log.csv"
 WITHIN_FACTOR = 1.5
 """The replication goal, declared before the runs: ours within this factor of theirs."""
 
-MODEL_METRICS = {"ema": "ema_last", "last": "raw_last"}
+MODEL_METRICS: dict[str, Which] = {"ema": "ema_last", "last": "raw_last"}
 """The authors' ``EMA`` row: the EMA at the end of the run; ``last``: the last epoch's raw model."""
 
 DIFFERENCES = {

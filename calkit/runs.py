@@ -68,7 +68,7 @@ class RunConfig:
     n_target: int = 0
     target: str | None = None
     target_seed: int = 3141
-    protocol: str = "clean"
+    protocol: col.Protocol = "clean"
     sets_seed: int = 0
     model_preset: str | None = None
     epochs: int | None = None

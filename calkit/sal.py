@@ -272,16 +272,17 @@ def sal_step(model: nn.Module, params: Sequence[nn.Parameter], hyper_index: Sequ
         model.train(train_mode)
         diff = x_a - x
         if config.learn_w:
-            h, grads, loss = hypergradient_vjp(model, params, hyper_index, x_a, y, g, loss_fn)
+            h, grads, step_loss = hypergradient_vjp(model, params, hyper_index, x_a, y, g,
+                                                    loss_fn)
             state.delta.add_((h * diff).sum(0), alpha=config.xa_grad_reduce)
         else:  # the fixed-w control: no hypergradient, the same attack and theta steps
             value = loss_fn(model(x_a), y)
             grads = [gr.detach() for gr in torch.autograd.grad(value, params)]
-            loss = value.detach()
-        if not math.isfinite(float(loss)):
+            step_loss = value.detach()
+        if not math.isfinite(float(step_loss)):
             raise Diverged("non-finite adversarial loss")
         pert += diff.abs().mean()
-        adv_loss += loss
+        adv_loss += step_loss
         for p, gr in zip(params, grads, strict=True):
             p.grad = gr
         theta_opt.step()

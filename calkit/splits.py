@@ -27,6 +27,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -34,8 +35,13 @@ from scipy.ndimage import gaussian_filter, map_coordinates
 from sklearn.neighbors import NearestNeighbors
 
 from calkit import columns as col
+from calkit.columns import Tail
 from calkit.files import atomic_write, cache_dir
 from calkit.utils import SetMasks, as_mask_dict
+
+Embedding = Literal["umap", "tsne"]
+"""How the covariate set's 2-D map is made."""
+
 
 # Sizes the paper reports on its 83,989-row table, for side-by-side tables.
 PAPER_SIZES = {
@@ -77,16 +83,16 @@ class SplitConfig:
 
     seed: int = 0
     covariate_fraction: float = 0.15
-    covariate_embedding: str = "umap"
+    covariate_embedding: Embedding = "umap"
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1
     kde_grid: int = 512
     prior_fraction: float = 0.10
-    prior_tail: str | None = None
+    prior_tail: Tail | None = None
     extreme_quantiles: tuple[float, float] = (0.05, 0.95)
     high_gap_quantile: float = 0.95
     gap_prior_fraction: float = 0.10
-    gap_prior_tail: str = "upper"
+    gap_prior_tail: Tail = "upper"
     n_random_splits: int = 5
     random_fraction: float = 0.15
 

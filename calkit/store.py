@@ -154,7 +154,8 @@ class RecordSet:
 
 def partition_records(records: list[dict]) -> RecordSet:
     """Split records into current and stale (:func:`is_stale`)."""
-    current, stale = [], []
+    current: list[dict] = []
+    stale: list[dict] = []
     for record in records:
         (stale if is_stale(record) else current).append(record)
     return RecordSet(current, stale)

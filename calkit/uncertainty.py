@@ -7,6 +7,8 @@ larger where the error is larger (:func:`risk_coverage`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -30,7 +32,7 @@ def ood_flag_auroc(spread_ood: np.ndarray, spread_random: np.ndarray) -> float:
     return float(roc_auc_score(labels, np.r_[ood, rnd]))
 
 
-def risk_coverage(errors: np.ndarray, spread: np.ndarray) -> dict[str, object]:
+def risk_coverage(errors: np.ndarray, spread: np.ndarray) -> dict[str, Any]:
     """Error as a function of how many of the most confident rows are kept.
 
     Rows are sorted by ascending spread (most confident first; ties keep the input order).

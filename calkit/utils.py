@@ -7,6 +7,7 @@ import math
 import random
 import time
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import torch
 
 from calkit.columns import CLEAN_SPLITS, RANDOM_SPLITS, TRAIN
 
-SetMasks = Mapping[str, np.ndarray] | pd.DataFrame
+SetMasks: TypeAlias = Mapping[str, np.ndarray] | pd.DataFrame
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -85,8 +85,9 @@ class BaselineConfig:
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> BaselineConfig:
         """The defaults with ``settings`` (e.g. :attr:`MethodInputs.settings`) applied."""
-        return replace(cls(), **{k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in settings.items()})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in settings.items()}
+        return replace(cls(), **values)
 
 
 # ----------------------------------------------------------------- pure losses and draws
@@ -236,8 +237,9 @@ def reinitialised(template: nn.Module, seed: int) -> nn.Module:
     seed_everything(seed)
     model = copy.deepcopy(template)
     for module in model.modules():
-        if module is not model and callable(getattr(module, "reset_parameters", None)):
-            module.reset_parameters()
+        reset = getattr(module, "reset_parameters", None)
+        if module is not model and callable(reset):
+            reset()
     return model
 
 
@@ -292,6 +294,9 @@ def run_rf(inputs: MethodInputs) -> MethodOutput:
                            "val_loss": loss})
         if loss < best_loss:  # ties keep the first (smaller, faster) candidate
             best, best_loss = forest, loss
+    if best is None:
+        raise ValueError("the random forest's grid is empty (rf_max_features, "
+                         "rf_min_samples_leaf); give at least one value of each.")
     model = ForestModule(best).eval()
     chosen = {"max_features": best.max_features, "min_samples_leaf": best.min_samples_leaf}
     extra = {"rf_candidates": candidates, "rf_chosen": chosen, "selected_val_loss": best_loss,
@@ -331,7 +336,7 @@ RISK_POINTS = 20
 """Coverage points of the risk-coverage curve stored per set (5 %, 10 %, ..., 100 %)."""
 
 
-def spread_report(model: nn.Module, X: np.ndarray, y: np.ndarray,
+def spread_report(model: ForestModule | MeanEnsemble, X: np.ndarray, y: np.ndarray,
                   masks: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """A model's spread (``model.spread``) as an OOD flag and a confidence, for the record.
 
@@ -371,10 +376,10 @@ def run_ensemble(inputs: MethodInputs) -> MethodOutput:
     """Deep ensemble: ``ensemble_members`` plain IR-nets, prediction = their mean."""
     cfg = BaselineConfig.from_settings(inputs.settings)
     seeds = ensemble_seeds(inputs.train.seed, cfg.ensemble_members, cfg.ensemble_seed_offset)
-    template = copy.deepcopy(inputs.model)
+    template = copy.deepcopy(inputs.fresh_model)
     results = []
     for k, seed in enumerate(seeds):
-        model = inputs.model if k == 0 else reinitialised(template, seed)
+        model = inputs.fresh_model if k == 0 else reinitialised(template, seed)
         results.append(_fit(inputs, model, train=replace(inputs.train, seed=seed)))
     raw, ema, last, last_ema = (MeanEnsemble([getattr(r, a) for r in results]).eval()
                                 for a in ("model", "ema_model", "last_model", "last_ema_model"))
@@ -396,7 +401,7 @@ def run_ensemble(inputs: MethodInputs) -> MethodOutput:
 def run_cmixup(inputs: MethodInputs) -> MethodOutput:
     """C-Mixup on the engine (the recipe otherwise unchanged)."""
     cfg = BaselineConfig.from_settings(inputs.settings)
-    result = _fit(inputs, inputs.model, CMixupEpoch(cfg.cmixup_alpha, cfg.cmixup_sigma))
+    result = _fit(inputs, inputs.fresh_model, CMixupEpoch(cfg.cmixup_alpha, cfg.cmixup_sigma))
     return _output(result, {})
 
 
@@ -409,13 +414,20 @@ def run_balanced(inputs: MethodInputs) -> MethodOutput:
     return _output(best, {"balanced_noise_var": noise_var, "balanced_candidates": candidates})
 
 
+def _cvar_epoch(engine: TrainingEngine, alpha: float) -> LossEpoch:
+    """An epoch of CVaR-DRO at level ``alpha`` on the engine's per-row loss."""
+    per_row = engine.loss_none
+
+    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cvar_loss(per_row(pred, target), alpha)
+
+    return LossEpoch(loss, "CVaR")
+
+
 def run_cvar(inputs: MethodInputs) -> MethodOutput:
     """CVaR-DRO with ``alpha`` chosen on the validation splits."""
     cfg = BaselineConfig.from_settings(inputs.settings)
-    best, alpha, candidates = fit_each_candidate(
-        inputs, "alpha", cfg.cvar_alphas,
-        lambda engine, a: LossEpoch(
-            lambda p, t, f=engine.loss_none: cvar_loss(f(p, t), a), "CVaR"))
+    best, alpha, candidates = fit_each_candidate(inputs, "alpha", cfg.cvar_alphas, _cvar_epoch)
     return _output(best, {"cvar_alpha": alpha, "cvar_candidates": candidates})
 
 
@@ -436,7 +448,7 @@ def fit_each_candidate(inputs: MethodInputs, name: str, values: Sequence[float],
     Returns:
         The kept result, its value, and every candidate's value and validation losses.
     """
-    template = copy.deepcopy(inputs.model)
+    template = copy.deepcopy(inputs.fresh_model)
     best, best_loss, best_value, candidates = None, math.inf, math.nan, []
     for value in values:
         engine = TrainingEngine(copy.deepcopy(template), inputs.X, inputs.y, inputs.masks,
@@ -447,6 +459,8 @@ def fit_each_candidate(inputs: MethodInputs, name: str, values: Sequence[float],
                            "val_loss": float(result.selected_val_loss), **result.run_info()})
         if best is None or loss < best_loss:
             best, best_loss, best_value = result, loss, value
+    if best is None:
+        raise ValueError(f"no candidate values of {name} were given.")
     return best, best_value, candidates
 
 

@@ -141,12 +141,15 @@ class CALSchedule:
     def adversarial_epoch(self, eng: TrainingEngine, epoch: int) -> tuple[float, dict[str, float]]:
         """Supervised + SAL steps over the partial rows; returns mean loss and diagnostics."""
         sal, state, partial = self.sal, self.state, self.partial
+        if partial is None:
+            raise RuntimeError("an adversarial epoch needs the partial rows the warm-up picks.")
         eng.set_train_mode(epoch)
         train_mode = eng.model.training
         eng.start_ema_at(epoch)
         alpha_t = sal.alpha / math.sqrt(epoch + 1)
         n_partial_batches = _n_batches(len(partial), eng.config.batch_size)
-        source_batches = None
+        source_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        n_sal_steps: int | None
         if self.target_rows is not None and sal.sal:
             if sal.target_steps == "authors":
                 # As many SAL steps as base CAL takes, each on all N target rows.
@@ -181,7 +184,8 @@ class CALSchedule:
                         state.apply_update(sal.deltaall, sal.w_eps, sal.negative_weight_reset)
                     else:
                         state.step(sal.deltaall, sal.w_eps)
-            elif revisit and i < n_sal_steps:
+            elif revisit and source_batches is not None and n_sal_steps is not None \
+                    and i < n_sal_steps:
                 xs, ys = source_batches[i % len(source_batches)]
                 adv += self._revisit_steps(eng, xs, ys)
                 n_sal, n_rows = n_sal + 1, n_rows + len(ys)
@@ -257,7 +261,7 @@ def fit_cal(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMasks,
 
 def run_cal(inputs: MethodInputs) -> MethodOutput:
     """Registry run function of the CAL family."""
-    result = fit_cal(inputs.model, inputs.X, inputs.y, inputs.masks,
+    result = fit_cal(inputs.fresh_model, inputs.X, inputs.y, inputs.masks,
                      CALConfig(inputs.train, inputs.sal), target_set=inputs.target_set,
                      n_target=inputs.n_target, target_seed=inputs.target_seed,
                      snapshot=inputs.snapshot)
@@ -266,7 +270,7 @@ def run_cal(inputs: MethodInputs) -> MethodOutput:
              "w_frozen": int(np.asarray(result.frozen).sum()),
              "selected_in_warmup": bool(result.selected_in_warmup),
              "ema_selected_in_warmup": bool(0 <= result.ema_selected_epoch < warmup)}
-    if result.target_set is not None:
+    if result.target_set is not None and result.target_indices is not None:
         extra.update(target_set=result.target_set, target_indices=result.target_indices.tolist())
     return MethodOutput(result.model, result.ema_model, result.history, result.sets,
                         result.run_info(), extra, result.last_model, result.last_ema_model)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -109,7 +110,8 @@ def fine_tune(model: nn.Module, X_target: np.ndarray, y_target: np.ndarray,
     baseline_loss = _heldout_loss(base, Xt[hold_t], yt[hold_t], loss_none)
     search = replace(recipe, epochs=cfg.max_epochs, patience=cfg.patience, ema_start_epoch=None,
                      selection="val", history_sets=(HELDOUT,), progress=False)
-    rows, best = [], (baseline_loss, None, 0)
+    rows = []
+    best: tuple[float, float | None, int] = (baseline_loss, None, 0)
     for lr in cfg.lrs:
         result = TrainingEngine(copy.deepcopy(base), Xt.cpu().numpy(), yt.cpu().numpy(),
                                 {"train": ~is_hold, HELDOUT: is_hold}, replace(search, lr=lr),
@@ -120,20 +122,20 @@ def fine_tune(model: nn.Module, X_target: np.ndarray, y_target: np.ndarray,
         rows.append({"lr": lr, "best_epochs": k + 1 if k >= 0 else 0, "heldout_loss": loss_k})
         if loss_k < best[0]:
             best = (loss_k, lr, k + 1)
-    heldout, lr, epochs = best
-    if lr is None:
+    heldout, chosen_lr, epochs = best
+    if chosen_lr is None:
         note = (f"no candidate beat the baseline on the {n_hold} held-out rows "
                 f"(baseline loss {baseline_loss:.4g}); chose 0 epochs (no fine-tuning).")
         tuned = base
     else:
-        note = (f"chose lr={lr:g}, {epochs} epochs: held-out loss {heldout:.4g} vs "
+        note = (f"chose lr={chosen_lr:g}, {epochs} epochs: held-out loss {heldout:.4g} vs "
                 f"{baseline_loss:.4g} without fine-tuning; refit on all {n} rows.")
-        refit = replace(search, lr=lr, epochs=epochs, history_sets=())
+        refit = replace(search, lr=chosen_lr, epochs=epochs, history_sets=())
         tuned = TrainingEngine(copy.deepcopy(base), Xt.cpu().numpy(), yt.cpu().numpy(),
                                {"train": np.ones(n, bool)}, refit, val_sets=[],
                                generator=gen).fit().model
     tuned.eval()
-    return FineTuneResult(model=tuned, lr=lr, epochs=epochs, heldout_loss=heldout,
+    return FineTuneResult(model=tuned, lr=chosen_lr, epochs=epochs, heldout_loss=heldout,
                           baseline_heldout_loss=baseline_loss, grid=pd.DataFrame(rows),
                           note=note, holdout_indices=hold)
 
@@ -153,11 +155,11 @@ def fine_tune_on_set(model: nn.Module, X: np.ndarray, y: np.ndarray, sets: SetMa
 
 def run_finetune(inputs: MethodInputs) -> MethodOutput:
     """Registry run function of the fine-tune family: fine-tune the baseline's EMA model."""
-    _, base_ema = inputs.baseline()
+    _, base_ema = inputs.baseline_models()
     result, idx, eval_masks = fine_tune_on_set(
-        base_ema, inputs.X, inputs.y, inputs.masks, inputs.target_set, inputs.n_target,
+        base_ema, inputs.X, inputs.y, inputs.masks, inputs.target, inputs.n_target,
         inputs.finetune, inputs.train, seed=inputs.target_seed)
-    extra = {"target_set": inputs.target_set, "target_indices": idx.tolist(),
+    extra = {"target_set": inputs.target, "target_indices": idx.tolist(),
              "finetune": {"lr": result.lr, "epochs": result.epochs,
                           "heldout_loss": result.heldout_loss,
                           "baseline_heldout_loss": result.baseline_heldout_loss,
@@ -198,9 +200,10 @@ def fine_tune_oracle(model: nn.Module, X: np.ndarray, y: np.ndarray, fit_rows: n
     _, loss_none = loss_functions(recipe.loss)
     base = copy.deepcopy(model).to(device)
     if len(eval_rows) == 0:  # N took the whole set: nothing left to choose on (or report)
-        info = {"lr": None, "epochs": 0, "oracle_loss": math.nan, "baseline_loss": math.nan,
-                "grid": [], "note": "ORACLE: no evaluation rows left after drawing N; the "
-                                    "baseline is returned unchanged."}
+        info: dict[str, Any] = {
+            "lr": None, "epochs": 0, "oracle_loss": math.nan, "baseline_loss": math.nan,
+            "grid": [], "note": "ORACLE: no evaluation rows left after drawing N; the baseline "
+                                "is returned unchanged."}
         return base.eval(), base, info
     rows = torch.as_tensor(eval_rows, device=device)
     Xt = torch.as_tensor(np.asarray(X, np.float32), device=device)
@@ -212,7 +215,8 @@ def fine_tune_oracle(model: nn.Module, X: np.ndarray, y: np.ndarray, fit_rows: n
     oracle[eval_rows] = True
     search = replace(recipe, epochs=cfg.max_epochs, patience=cfg.patience, ema_start_epoch=None,
                      selection="val", history_sets=(ORACLE,), progress=False)
-    best = (baseline_loss, None, 0, base, base)
+    best: tuple[float, float | None, int, nn.Module, nn.Module | None] = (
+        baseline_loss, None, 0, base, base)
     grid = []
     for lr in cfg.lrs:
         result = TrainingEngine(copy.deepcopy(base), X, y, {"train": fit, ORACLE: oracle},
@@ -221,20 +225,20 @@ def fine_tune_oracle(model: nn.Module, X: np.ndarray, y: np.ndarray, fit_rows: n
         grid.append({"lr": lr, "best_epochs": result.selected_epoch + 1, "oracle_loss": loss})
         if math.isfinite(loss) and loss < best[0]:
             best = (loss, lr, result.selected_epoch + 1, result.model, result.last_model)
-    loss, lr, epochs, chosen, last = best
-    info = {"lr": lr, "epochs": epochs, "oracle_loss": loss, "baseline_loss": baseline_loss,
+    loss, chosen_lr, epochs, chosen, last = best
+    info = {"lr": chosen_lr, "epochs": epochs, "oracle_loss": loss, "baseline_loss": baseline_loss,
             "grid": grid, "note": "ORACLE: epochs and rate chosen on the evaluation rows of the "
                                   "target set, which no user has; for comparison only."}
-    return chosen.eval(), last.eval(), info
+    return chosen.eval(), (chosen if last is None else last).eval(), info
 
 
 def run_finetune_oracle(inputs: MethodInputs) -> MethodOutput:
     """Registry run function of the oracle fine-tune control."""
-    _, base_ema = inputs.baseline()
-    idx, eval_masks = select_target(inputs.masks, inputs.target_set, inputs.n_target,
+    _, base_ema = inputs.baseline_models()
+    idx, eval_masks = select_target(inputs.masks, inputs.target, inputs.n_target,
                                     inputs.target_seed, n_rows=len(inputs.X))
-    eval_rows = np.flatnonzero(eval_masks[inputs.target_set])
+    eval_rows = np.flatnonzero(eval_masks[inputs.target])
     chosen, last, info = fine_tune_oracle(base_ema, inputs.X, inputs.y, idx, eval_rows,
                                           inputs.finetune, inputs.train)
-    extra = {"target_set": inputs.target_set, "target_indices": idx.tolist(), "finetune": info}
+    extra = {"target_set": inputs.target, "target_indices": idx.tolist(), "finetune": info}
     return MethodOutput(chosen, chosen, pd.DataFrame(), eval_masks, {}, extra, last, last)

@@ -12,7 +12,7 @@ from calkit.splits import select_target
 
 def run_plain(inputs: MethodInputs) -> MethodOutput:
     """Registry run function of the plain family: the engine's plain epochs."""
-    result = TrainingEngine(inputs.model, inputs.X, inputs.y, inputs.masks,
+    result = TrainingEngine(inputs.fresh_model, inputs.X, inputs.y, inputs.masks,
                             inputs.train).fit(snapshot=inputs.snapshot)
     return MethodOutput(result.model, result.ema_model, result.history, result.sets,
                         result.run_info(), {}, result.last_model, result.last_ema_model)
@@ -29,11 +29,11 @@ def run_plain_with_target(inputs: MethodInputs) -> MethodOutput:
     The N rows are the ones targeted CAL and fine-tuning draw; they are removed from every
     evaluation set, as there.
     """
-    idx, masks = select_target(inputs.masks, inputs.target_set, inputs.n_target,
+    idx, masks = select_target(inputs.masks, inputs.target, inputs.n_target,
                                inputs.target_seed, n_rows=len(inputs.X))
     masks = {**masks, col.TRAIN: masks[col.TRAIN] | np.isin(np.arange(len(inputs.X)), idx)}
-    result = TrainingEngine(inputs.model, inputs.X, inputs.y, masks,
+    result = TrainingEngine(inputs.fresh_model, inputs.X, inputs.y, masks,
                             inputs.train).fit(snapshot=inputs.snapshot)
-    extra = {"target_set": inputs.target_set, "target_indices": idx.tolist()}
+    extra = {"target_set": inputs.target, "target_indices": idx.tolist()}
     return MethodOutput(result.model, result.ema_model, result.history, result.sets,
                         result.run_info(), extra, result.last_model, result.last_ema_model)

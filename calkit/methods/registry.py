@@ -74,6 +74,28 @@ class MethodInputs:
     settings: Mapping[str, Any] = field(default_factory=dict)
     snapshot: Snapshot | None = None
 
+    @property
+    def fresh_model(self) -> nn.Module:
+        """The freshly initialised network; an error for methods that start from the baseline."""
+        if self.model is None:
+            raise ValueError("this method trains a fresh network, but the runner gave none "
+                             "(its registry entry says needs_baseline=True).")
+        return self.model
+
+    @property
+    def target(self) -> str:
+        """The canonical target set name; an error for methods without a target."""
+        if self.target_set is None:
+            raise ValueError("this method needs a target set (RunConfig.target_set).")
+        return self.target_set
+
+    def baseline_models(self) -> tuple[nn.Module, nn.Module]:
+        """The baseline's ``(raw, ema)`` models; an error where the runner gave no baseline."""
+        if self.baseline is None:
+            raise ValueError("this method starts from the baseline, but the runner gave none "
+                             "(its registry entry says needs_baseline=False).")
+        return self.baseline()
+
 
 @dataclass
 class MethodOutput:

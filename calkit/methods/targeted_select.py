@@ -57,18 +57,18 @@ def run_targeted_select(inputs: MethodInputs) -> MethodOutput:
     """Registry run function: search the candidates on held-out rows, then refit the winner."""
     candidates = tuple(tuple(tuple(pair) for pair in c)
                        for c in inputs.settings["candidates"])
-    idx, eval_masks = select_target(inputs.masks, inputs.target_set, inputs.n_target,
+    idx, eval_masks = select_target(inputs.masks, inputs.target, inputs.n_target,
                                     inputs.target_seed, n_rows=len(inputs.X))
     hold = np.zeros(len(idx), bool)
     hold[holdout_positions(len(idx), inputs.settings["holdout_fraction"], inputs.train.seed)] = True
     search_masks = dict(eval_masks)
     search_masks[FIT] = np.isin(np.arange(len(inputs.X)), idx[~hold])
     search_masks[HELDOUT] = np.isin(np.arange(len(inputs.X)), idx[hold])
-    start = copy.deepcopy(inputs.model.state_dict())
+    start = copy.deepcopy(inputs.fresh_model.state_dict())
     grid, best = [], (math.inf, -1, -1)
     for k, overrides in enumerate(candidates):
-        inputs.model.load_state_dict(start)
-        result = fit_cal(inputs.model, inputs.X, inputs.y, search_masks,
+        inputs.fresh_model.load_state_dict(start)
+        result = fit_cal(inputs.fresh_model, inputs.X, inputs.y, search_masks,
                          candidate_config(inputs.train, inputs.sal, overrides),
                          target_set=FIT, n_target=int((~hold).sum()), target_seed=0)
         curve = result.history[f"{HELDOUT}/loss"].to_numpy(float)
@@ -84,12 +84,13 @@ def run_targeted_select(inputs: MethodInputs) -> MethodOutput:
     config = candidate_config(inputs.train, inputs.sal, candidates[k])
     # Exactly the chosen number of epochs: early stopping may not cut the refit shorter.
     config = CALConfig(replace(config.train, epochs=epoch + 1, patience=epoch + 1), config.sal)
-    inputs.model.load_state_dict(start)
-    result = fit_cal(inputs.model, inputs.X, inputs.y, inputs.masks, config,
-                     target_set=inputs.target_set, n_target=inputs.n_target,
+    inputs.fresh_model.load_state_dict(start)
+    result = fit_cal(inputs.fresh_model, inputs.X, inputs.y, inputs.masks, config,
+                     target_set=inputs.target, n_target=inputs.n_target,
                      target_seed=inputs.target_seed, snapshot=None)
     warmup = config.sal.pre_adv_epochs
-    extra = {"target_set": result.target_set, "target_indices": result.target_indices.tolist(),
+    extra = {"target_set": result.target_set,
+             "target_indices": np.asarray(result.target_indices).tolist(),
              "selection": {"candidate": dict(candidates[k]), "epochs": epoch + 1,
                            "heldout_loss": loss, "heldout_rows": int(hold.sum()),
                            "in_warmup": epoch < warmup, "grid": grid}}

@@ -8,7 +8,9 @@ twin, the same run with the profile's patience; :func:`budget_twins` checks the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,8 @@ def budget_targets(records: list[dict]) -> list[tuple[str, int]]:
     return sorted({(rec.target_set, rec.n_target) for rec in as_records(budget_runs(records))})
 
 
-def _budget_pairs(records: list[dict], target: str, n_target: int) -> dict[int, tuple[dict, dict]]:
+def _budget_pairs(records: list[dict], target: str, n_target: int
+                  ) -> dict[int, tuple[Mapping[str, Any], Mapping[str, Any]]]:
     """``seed -> (targeted CAL record, the same run without early stopping)`` on one target.
 
     The twin is the record whose request, rebuilt as a :class:`~calkit.runs.RunConfig`, is the
@@ -108,12 +111,13 @@ def budget_twins(records: list[dict], target: str, n_target: int) -> pd.DataFram
         ema = np.asarray(long["ema_val_loss"], dtype=float)
         warm = np.asarray(long["phase"], dtype=float) == 0.0
         curve = np.asarray(long[f"{target}/loss"], dtype=float)
-        best, best_in_warmup = _best_validation_epoch(long)
+        best, best_in_warmup = _best_validation_epoch(long) or (-1, False)  # -1: no history
         rows.append({
             "seed": seed, "twin: epochs run": n,
             "twin stopped early": bool(stopped.get("stopped_early")),
             "largest difference up to the twin's end": gap,
-            "full run: best validation epoch": best + 1, "in warm-up": bool(best_in_warmup),
+            "full run: best validation epoch": best + 1 if best >= 0 else np.nan,
+            "in warm-up": bool(best_in_warmup),
             "EMA val / warm-up best: peak": np.nanmax(ema[~warm]) / np.nanmin(ema[warm]),
             "EMA val / warm-up best: at the twin's end": ema[n - 1] / np.nanmin(ema[warm]),
             "EMA val / warm-up best: at the end": ema[-1] / np.nanmin(ema[warm]),

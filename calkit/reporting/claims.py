@@ -43,7 +43,7 @@ def withdrawal(records: list[dict], *runs: RunKey) -> str:
     for run in runs:
         failed, checked = unlearned_runs(records, run.method, run.target, run.n)
         if failed:
-            return (f"{method_label(run.method)} did not learn its {run.n} target rows in "
+            return (f"{method_label(run.method)} did not learn its {run.n:,} target rows in "
                     f"{failed} of {checked} seeds (own-row loss ended above its warm-up best)")
     return ""
 

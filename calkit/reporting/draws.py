@@ -8,6 +8,7 @@ set profiles (model size and recipe) side by side.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -149,7 +150,7 @@ def profiles_table(groups: dict[str, list[dict]], seeds: tuple[int, ...] | None 
               if all(any(r["claim"] == row["claim"] for r in other) for other in rows.values())]
     if not shared:
         return pd.DataFrame()
-    columns = {}
+    columns: dict[str, Any] = {}
     for name, found in rows.items():
         table = stats.verdicts(pd.DataFrame([r for r in found if r["claim"] in shared]))
         table = table.set_index("claim").loc[shared]

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from calkit import columns as col
+from calkit.columns import Protocol
 from calkit.diagnostics import method_key
 from calkit.methods import method_label
 from calkit.runs import RunConfig
@@ -24,13 +25,11 @@ Which = Literal["ema", "raw", "ema_last", "raw_last"]
 """Which model a table reads: the EMA or raw model, at the selected epoch or the last one."""
 Metric = Literal["loss", "mae", "rmse", "r2"]
 """A metric stored per set in every record."""
-Protocol = Literal["clean", "paper"]
-"""How the OOD sets were built (:mod:`calkit.splits`)."""
 
 VALIDATION = "validation"
 """Pseudo-set name: the mean of the five random splits (the paper's "validation")."""
-DEFAULT_SETS_SEED: int = RunConfig.__dataclass_fields__["sets_seed"].default
-DEFAULT_TARGET_SEED: int = RunConfig.__dataclass_fields__["target_seed"].default
+DEFAULT_SETS_SEED: int = RunConfig().sets_seed
+DEFAULT_TARGET_SEED: int = RunConfig().target_seed
 
 
 @dataclass(frozen=True)

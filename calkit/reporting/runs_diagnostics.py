@@ -182,7 +182,7 @@ def machines_summary(records: Sequence[dict], shown: int = 3) -> str:
     return f"{'; '.join(places[:shown])}{more}; {rate_text}"
 
 
-def _run_seconds(record: dict) -> float | None:
+def _run_seconds(record: Mapping[str, Any]) -> float | None:
     """Wall time of the last process plus the epoch seconds before its last resume."""
     wall = record.get("wall_seconds")
     resumed = record.get("resumed") or [{}]
