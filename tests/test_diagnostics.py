@@ -46,7 +46,7 @@ def test_a_verdict_on_targeted_runs_that_did_not_learn_their_rows_is_withdrawn(c
     claim = table.loc[[c for c in table.index if "fine-tuning" in c][0]]
     assert (claim["verdict"] == "withdrawn") == withdrawn
     if withdrawn:
-        assert "did not learn its 1024 target rows in 4 of 4 seeds" in claim["verdict_text"]
+        assert "did not learn its 1,024 target rows in 4 of 4 seeds" in claim["verdict_text"]
         assert np.isnan(claim["p_holm"])  # out of the Holm family
     else:
         assert claim["verdict"] == "reversed"

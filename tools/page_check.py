@@ -1,15 +1,24 @@
-"""Open built book pages in headless Chromium and report what a reader's browser sees.
+r"""Open built book pages in headless Chromium and report what a reader's browser sees.
 
 Usage::
 
-    python tools/page_check.py _build/html [--screenshots DIR]
+    python tools/page_check.py _build/html [--screenshots DIR] [--width 1280]
 
-For every page: console errors and uncaught exceptions, images that did not decode
-(``naturalWidth == 0``), and how many code inputs are visible without a click. The pages are
-served from the loopback (``127.0.0.1``) by a throwaway HTTP server; Chromium is driven through
-its DevTools protocol (a websocket, via tornado, which Jupyter already installs). Requests to
-other hosts (the MathJax CDN) cannot succeed on an offline machine; their network errors are
-reported apart and not counted as page errors.
+Every page is opened at a viewport ``--width`` pixels wide (default 1,280) and, where it loads
+MathJax, read after MathJax has typeset it. For every page: console errors and uncaught
+exceptions, images that did not decode (``naturalWidth == 0``), how many code inputs are
+visible without a click, where MathJax was loaded from (the build's own ``_static``, never a
+CDN), and visible raw TeX outside code (``\frac``, ``\mathrm``, ``$$``, ``\(``, ``\[``, ...:
+math that did not render). On the results chapter (``--table-pages``), every table is measured
+against the width of the page's content column (``article.bd-article``); a wider visible table
+is a failure, reported with its page, its header and both widths (a table in a folded block is
+counted, not measured, until it is opened). ``--screenshots DIR`` saves a
+full-page PNG of the intro and the results chapter (``--shoot``) there.
+
+The pages are served from the loopback (``127.0.0.1``) by a throwaway HTTP server; Chromium is
+driven through its DevTools protocol (a websocket, via tornado, which Jupyter already
+installs). Requests to other hosts cannot succeed on an offline machine; their network errors
+are reported apart and not counted as page errors.
 """
 
 from __future__ import annotations
@@ -39,7 +48,57 @@ PROBE = """(() => ({
               .length,
   inputs: document.querySelectorAll('div.cell_input pre').length,
   title: document.title,
+  mathjax: Array.from(document.scripts).map(x => x.src).filter(u => /mathjax/i.test(u)),
 }))()"""
+
+WAIT_FOR_MATHJAX = """(async () => {
+  if (!Array.from(document.scripts).some(x => /mathjax/i.test(x.src))) return 'no mathjax';
+  const end = Date.now() + %d;
+  while (Date.now() < end) {
+    const mj = window.MathJax;
+    if (mj && mj.startup && mj.startup.promise) { await mj.startup.promise; return 'typeset'; }
+    await new Promise(r => setTimeout(r, 100));
+  }
+  return 'not loaded';
+})()"""
+
+RAW_TEX = r"""(() => {
+  const pattern = new RegExp('\\\\(frac|mathrm|mathbf|mathcal|text|left|right|sum|begin|end)\\b'
+                             + '|\\$\\$|\\\\\\(|\\\\\\)|\\\\\\[|\\\\\\]');
+  const skip = 'pre, code, script, style, textarea, mjx-container, .MathJax, .highlight, nav, '
+             + '.bd-sidebar-primary, .bd-sidebar-secondary, .bd-header, .bd-footer';
+  const found = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent;
+    const el = node.parentElement;
+    if (!el || !pattern.test(text) || el.closest(skip)) continue;
+    if (el.checkVisibility ? !el.checkVisibility() : el.offsetParent === null) continue;
+    const at = text.search(pattern);
+    found.push(text.slice(Math.max(0, at - 40), at + 60).replace(/\s+/g, ' ').trim());
+  }
+  return found;
+})()"""
+
+TABLE_WIDTHS = """(() => {
+  const column = document.querySelector('article.bd-article') || document.querySelector('main');
+  if (!column) return {column: null, tables: []};
+  const style = getComputedStyle(column);
+  const width = column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const visible = e => e.checkVisibility ? e.checkVisibility() : e.offsetParent !== null;
+  const all = Array.from(column.querySelectorAll('table'));
+  const tables = all.filter(visible).map(t => {
+    const i = all.indexOf(t);
+    const heads = Array.from(t.querySelectorAll('thead th, tr:first-child th'))
+                       .map(h => h.innerText.trim()).filter(Boolean);
+    const section = t.closest('section');
+    const heading = section && section.querySelector('h1, h2, h3');
+    return {index: i, width: Math.max(t.scrollWidth, t.getBoundingClientRect().width),
+            header: heads.slice(0, 6).join(' | ').slice(0, 120),
+            section: heading ? heading.innerText.replace(/#$/, '').trim() : ''};
+  });
+  return {column: width, tables: tables, folded: all.length - tables.length};
+})()"""
 
 
 def chromium_binary() -> str | None:
@@ -75,14 +134,14 @@ def serve(folder: Path):
 
 
 @contextlib.contextmanager
-def browser(binary: str):
+def browser(binary: str, width: int = 1280):
     """A headless Chromium with a DevTools port; yields its websocket URL."""
     port = _free_port()
     profile = tempfile.mkdtemp(prefix="calkit-chromium-")
     proc = subprocess.Popen(
         [binary, "--headless", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
          "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}",
-         "--window-size=1400,2000", "about:blank"],
+         f"--window-size={width},2000", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 30
@@ -104,10 +163,19 @@ def browser(binary: str):
         shutil.rmtree(profile, ignore_errors=True)
 
 
-async def _check_pages(ws_url: str, base: str, pages: list[str], shots: Path | None) -> dict:
+RESULTS_PAGES = ("notebooks/04_results.html",)
+"""Pages whose tables must fit the content column (the results chapter)."""
+SHOT_PAGES = ("book/intro.html", "notebooks/04_results.html")
+"""Pages saved as screenshots with ``--screenshots``: the intro and the results chapter."""
+MATHJAX_WAIT_MS = 15_000
+
+
+async def _check_pages(ws_url: str, base: str, pages: list[str], shots: Path | None,
+                       width: int = 1280, table_pages: tuple[str, ...] = RESULTS_PAGES,
+                       shot_pages: tuple[str, ...] = SHOT_PAGES) -> dict:
     from tornado.websocket import websocket_connect
 
-    conn = await websocket_connect(ws_url, max_message_size=64 * 2**20)
+    conn = await websocket_connect(ws_url, max_message_size=256 * 2**20)
     counter = iter(range(1, 10**9))
     events: list[dict] = []
 
@@ -117,11 +185,20 @@ async def _check_pages(ws_url: str, base: str, pages: list[str], shots: Path | N
         while True:
             message = json.loads(await conn.read_message())
             if message.get("id") == ident:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
                 return message.get("result", {})
             events.append(message)
 
+    async def evaluate(expression: str, wait: bool = False):
+        result = await call("Runtime.evaluate", expression=expression, returnByValue=True,
+                            awaitPromise=wait)
+        return result.get("result", {}).get("value")
+
     for domain in ("Page", "Runtime", "Log"):
         await call(f"{domain}.enable")
+    await call("Emulation.setDeviceMetricsOverride", width=width, height=2000,
+               deviceScaleFactor=1, mobile=False)
     report = {}
     for page in pages:
         events.clear()
@@ -132,8 +209,22 @@ async def _check_pages(ws_url: str, base: str, pages: list[str], shots: Path | N
                 break
             events.append(json.loads(await conn.read_message()))
         await asyncio.sleep(0.5)
-        probe = (await call("Runtime.evaluate", expression=PROBE, returnByValue=True))
-        value = probe.get("result", {}).get("value", {})
+        mathjax_state = await evaluate(WAIT_FOR_MATHJAX % MATHJAX_WAIT_MS, wait=True)
+        value = await evaluate(PROBE) or {}
+        value["mathjax_state"] = mathjax_state
+        value["raw_tex"] = await evaluate(RAW_TEX) or []
+        text = await evaluate("document.body ? document.body.textContent : ''") or ""
+        value["absolute_paths"] = machine_paths_in(text)
+        value["mathjax_external"] = [u for u in value.get("mathjax", []) if not u.startswith(base)]
+        value["wide_tables"], value["column_width"] = [], None
+        if page in table_pages:
+            widths = await evaluate(TABLE_WIDTHS) or {}
+            column = widths.get("column")
+            value["column_width"] = column
+            value["tables"] = len(widths.get("tables", []))
+            value["folded_tables"] = widths.get("folded", 0)
+            if column is not None:
+                value["wide_tables"] = [t for t in widths["tables"] if t["width"] > column + 1]
         errors, offline = [], []
         for e in events:
             method, params = e.get("method"), e.get("params", {})
@@ -152,17 +243,53 @@ async def _check_pages(ws_url: str, base: str, pages: list[str], shots: Path | N
                     offline.append(url)
                 else:
                     errors.append(entry.get("text", "error"))
-        if shots is not None:
-            shot = await call("Page.captureScreenshot", format="png")
-            target = shots / (page.replace("/", "_").replace(".html", ".png"))
-            target.write_bytes(base64.b64decode(shot["data"]))
+        if shots is not None and page in shot_pages:
+            value["screenshot"] = str(await _screenshot(call, shots, page, width))
         report[page] = {**value, "errors": errors, "offline_requests": offline}
     conn.close()
     return report
 
 
-def check_book(html: Path, screenshots: Path | None = None) -> dict:
+async def _screenshot(call, shots: Path, page: str, width: int) -> Path:
+    """A full-page PNG (up to 16,000 px tall) of the open page.
+
+    The viewport is made as tall as the page for the shot (a capture beyond the viewport
+    shifts the sticky layout of the theme), then set back.
+    """
+    metrics = await call("Page.getLayoutMetrics")
+    size = metrics.get("cssContentSize") or metrics.get("contentSize") or {}
+    height = max(1, min(int(size.get("height", 2000)), 16_000))
+    await call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+               deviceScaleFactor=1, mobile=False)
+    await asyncio.sleep(0.5)
+    try:
+        shot = await call("Page.captureScreenshot", format="png")
+    finally:
+        await call("Emulation.setDeviceMetricsOverride", width=width, height=2000,
+                   deviceScaleFactor=1, mobile=False)
+    target = shots / page.replace("/", "_").replace(".html", ".png")
+    target.write_bytes(base64.b64decode(shot["data"]))
+    return target
+
+
+def check_book(html: Path, screenshots: Path | None = None, width: int = 1280,
+               table_pages: tuple[str, ...] = RESULTS_PAGES,
+               shot_pages: tuple[str, ...] = SHOT_PAGES) -> dict:
     """Open every page of a built book and report what the browser sees.
+
+    Args:
+        html: The built book's HTML folder.
+        screenshots: Where to save the PNGs of ``shot_pages`` (none if ``None``).
+        width: The viewport width in CSS pixels.
+        table_pages: Pages whose tables must fit the content column.
+        shot_pages: Pages to save as screenshots.
+
+    Returns:
+        Per page (path relative to ``html``): ``errors``, ``broken`` images, ``inputs`` and
+        ``visibleInputs``, ``offline_requests``, ``mathjax`` (script URLs),
+        ``mathjax_external`` (those not served by the build), ``mathjax_state``, ``raw_tex``
+        (visible snippets), ``wide_tables`` (``index``, ``header``, ``section``, ``width``)
+        and ``column_width`` on the table pages, ``screenshot`` (a path) on the shot pages.
 
     Raises:
         RuntimeError: If Chromium is not installed.
@@ -170,32 +297,88 @@ def check_book(html: Path, screenshots: Path | None = None) -> dict:
     binary = chromium_binary()
     if binary is None:
         raise RuntimeError("Chromium is not installed; on Debian: apt-get install -y chromium")
-    pages = sorted(str(p.relative_to(html)) for p in html.rglob("*.html")
+    pages = sorted(str(p.relative_to(html)).replace("\\", "/") for p in html.rglob("*.html")
                    if not p.name.startswith(("genindex", "search")) and "_static" not in p.parts
                    and "_sources" not in p.parts)
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)
-    with serve(html) as base, browser(binary) as ws_url:
-        return asyncio.run(_check_pages(ws_url, base, pages, screenshots))
+    with serve(html) as base, browser(binary, width) as ws_url:
+        return asyncio.run(_check_pages(ws_url, base, pages, screenshots, width, table_pages,
+                                        shot_pages))
+
+
+def machine_paths() -> list[str]:
+    """This machine's folders that must not appear on a public page (checkout, data, home)."""
+    import os
+
+    found = {str(Path(__file__).resolve().parents[1]), str(Path.home())}
+    if os.environ.get("CALKIT_DATA"):
+        found.add(str(Path(os.environ["CALKIT_DATA"]).expanduser().resolve()))
+    return sorted(p for p in found if len(p) > 1)
+
+
+def machine_paths_in(text: str, paths: list[str] | None = None) -> list[str]:
+    """Snippets of ``text`` around every absolute path of this machine (:func:`machine_paths`).
+
+    A path counts only as a folder (followed by ``/``), so ``/root`` does not match ``/roots``.
+    """
+    out = []
+    for path in machine_paths() if paths is None else paths:
+        start = text.find(path + "/")
+        while start >= 0 and len(out) < 20:
+            out.append(text[max(0, start - 30):start + len(path) + 40].replace("\n", " "))
+            start = text.find(path + "/", start + 1)
+    return out
+
+
+def page_failures(info: dict) -> list[str]:
+    """What is wrong with one page of :func:`check_book`'s report, as lines (none: fine)."""
+    lines = [f"console error: {e[:200]}" for e in info["errors"]]
+    lines += [f"image did not decode: {src}" for src in info["broken"]]
+    lines += [f"raw TeX visible: ...{snippet}..." for snippet in info.get("raw_tex", [])]
+    lines += [f"absolute path of the building machine: ...{snippet}..."
+              for snippet in info.get("absolute_paths", [])]
+    lines += [f"MathJax from outside the build: {url}" for url in info.get("mathjax_external", [])]
+    if info.get("mathjax") and info.get("mathjax_state") != "typeset":
+        lines.append(f"MathJax did not typeset ({info.get('mathjax_state')})")
+    for table in info.get("wide_tables", []):
+        column = info["column_width"]
+        lines.append(f"table {table['index']} ({table['header'] or 'no header'}; section "
+                     f"'{table['section']}') is {table['width']:.0f} px wide in a {column:.0f} px "
+                     f"column ({table['width'] - column:+.0f} px)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the report; exit 1 if a page has errors or undecoded images."""
+    """Print the report; exit 1 if any page fails (:func:`page_failures`)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("html", type=Path)
-    parser.add_argument("--screenshots", type=Path, default=None)
+    parser.add_argument("--screenshots", type=Path, default=None,
+                        help="folder for PNGs of the intro and results pages")
+    parser.add_argument("--width", type=int, default=1280, help="viewport width (default 1280)")
+    parser.add_argument("--table-pages", default=",".join(RESULTS_PAGES),
+                        help="comma-separated pages whose tables must fit the column")
+    parser.add_argument("--shoot", default=",".join(SHOT_PAGES),
+                        help="comma-separated pages saved with --screenshots")
     args = parser.parse_args(argv)
-    report = check_book(args.html, args.screenshots)
+    report = check_book(args.html, args.screenshots, args.width,
+                        tuple(p for p in args.table_pages.split(",") if p),
+                        tuple(p for p in args.shoot.split(",") if p))
     bad = 0
     for page, info in report.items():
-        flag = "FAIL" if info["errors"] or info["broken"] else "ok"
-        bad += flag == "FAIL"
+        failures = page_failures(info)
+        flag = "FAIL" if failures else "ok"
+        bad += bool(failures)
+        tables = (f", {info.get('tables', 0)} visible tables (and {info.get('folded_tables', 0)} "
+                  f"folded) in a {info['column_width']:.0f} px column"
+                  if info.get("column_width") else "")
         print(f"{flag:4s} {page}: {info['images']} images ({len(info['broken'])} broken), "
               f"{info['visibleInputs']}/{info['inputs']} code inputs visible, "
               f"{len(info['errors'])} console errors, {len(info['offline_requests'])} "
-              "offline-only requests")
-        for error in info["errors"]:
-            print(f"     error: {error[:200]}")
+              f"offline-only requests, MathJax {info.get('mathjax_state')}{tables}"
+              + (f", screenshot {info['screenshot']}" if info.get("screenshot") else ""))
+        for line in failures:
+            print(f"     {line}")
     return 1 if bad else 0
 
 
