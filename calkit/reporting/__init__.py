@@ -101,6 +101,8 @@ from calkit.reporting.formatting import (
     display,
     display_ablation,
     display_claims,
+    display_factors,
+    display_replication,
     format_change,
     mean_std_cells,
 )
@@ -221,6 +223,8 @@ __all__ = [
     "display",
     "display_ablation",
     "display_claims",
+    "display_factors",
+    "display_replication",
     "display_versus_baseline",
     "draws_figures",
     "draws_points",

@@ -177,3 +177,49 @@ def claims_detail(table: pd.DataFrame) -> pd.DataFrame:
         "p (Holm)": table["p_holm"].map(lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"),
         "why": table["verdict_text"],
     }, index=table.index)
+
+
+def _run_label(method: str, target_set: str, n_target: int) -> str:
+    """``targeted CAL -> relation (piezo), N = 256``; the method alone when it has no target."""
+    if not target_set:
+        return method_label(method)
+    return f"{method_label(method)} -> {col.set_label(target_set)}, N = {int(n_target):,}"
+
+
+def display_replication(table: pd.DataFrame) -> pd.DataFrame:
+    """The replication table (:func:`calkit.replication.replication_table`) narrow for a page.
+
+    One row label (run, set, model); ours as ``mean ± std``; rows without our runs dropped.
+    """
+    have = table[table["seeds"] > 0]
+    if have.empty:
+        return pd.DataFrame()
+    label = [f"{_run_label(m, t, n)}: {col.set_label(s)}, {model}" for m, t, n, s, model
+             in zip(have["method"], have["target_set"], have["n_target"], have["set"],
+                    have["model"], strict=True)]
+    ours = [f"{m:.4f}" if not np.isfinite(sd) else f"{m:.4f} ± {sd:.4f}"
+            for m, sd in zip(have["ours"], have["ours_std"], strict=True)]
+    return pd.DataFrame({"theirs": have["theirs"].map("{:.4f}".format).to_numpy(), "ours": ours,
+                         "seeds": have["seeds"].to_numpy(),
+                         "ours / theirs": have["ratio"].map("{:.2f}".format).to_numpy()},
+                        index=pd.Index(label, name="run: set, model"))
+
+
+def display_factors(table: pd.DataFrame) -> pd.DataFrame:
+    """The what-breaks-targeting table (:func:`calkit.diagnostics.factor_table`) for a page.
+
+    The own-row ratio as ``median [min, max]``, the seeds that learned their rows as
+    ``k of n``, and the last-epoch losses on the own rows and the held-out target rows.
+    """
+    if table.empty:
+        return pd.DataFrame()
+    label = [f"{setting}; {col.set_label(t)}, N = {int(n):,}" for setting, t, n
+             in zip(table["setting"], table["target_set"], table["n_target"], strict=True)]
+    ratio = [f"{med:.3g} [{lo:.3g}, {hi:.3g}]" for med, lo, hi
+             in zip(table["ratio_median"], table["ratio_min"], table["ratio_max"], strict=True)]
+    learned = [f"{int(k)} of {int(n)}" for k, n in zip(table["learned"], table["seeds"],
+                                                       strict=True)]
+    return pd.DataFrame({"own-row ratio": ratio, "learned": learned,
+                         "own rows": table["own_final"].map("{:.4f}".format).to_numpy(),
+                         "held out": table["heldout"].map("{:.4f}".format).to_numpy()},
+                        index=pd.Index(label, name="setting (target, N)"))
