@@ -498,3 +498,29 @@ def test_comparisons_are_typed_and_come_from_the_registry():
     assert reporting.ABLATIONS == ("pg_first", "pg_last", "aa", "ps", "irnet3")
     assert reporting.BASELINES == ("rf", "ensemble", "cmixup", "balanced", "cvar")
     assert reporting.FULL_BUDGET_TARGETED == "targeted[patience=60]"
+
+
+def test_replication_and_factor_tables_are_narrowed_for_the_page():
+    import pandas as pd
+
+    from calkit import columns as col
+    from calkit.reporting import display_factors, display_replication
+
+    replication = pd.DataFrame({
+        "method": ["baseline", "targeted"], "target_set": ["", col.RELATION],
+        "n_target": [0, 256], "model": ["ema", "last"], "set": [col.PRIOR, col.RELATION],
+        "theirs": [0.16, 0.0345], "ours": [0.111, 0.0442], "ours_std": [0.004, float("nan")],
+        "seeds": [5, 1], "ratio": [0.69, 1.28], "within": [True, True], "differs": ["", ""]})
+    shown = display_replication(replication)
+    assert list(shown.columns) == ["theirs", "ours", "seeds", "ours / theirs"]
+    assert shown["ours"].tolist() == ["0.1110 ± 0.0040", "0.0442"]  # one seed: no spread
+    assert "N = 256" in shown.index[1] and shown.index[1].endswith("last")
+    assert display_replication(replication.assign(seeds=0)).empty
+
+    factors = pd.DataFrame({
+        "setting": ["cpu recipe"], "target_set": [col.PRIOR], "n_target": [1024], "seeds": [3],
+        "ratio_median": [1.76], "ratio_min": [1.52], "ratio_max": [1.96], "learned": [0],
+        "own_final": [0.1427], "heldout": [0.1437]})
+    shown = display_factors(factors)
+    assert shown.iloc[0].tolist() == ["1.76 [1.52, 1.96]", "0 of 3", "0.1427", "0.1437"]
+    assert shown.index[0].startswith("cpu recipe; ") and "N = 1,024" in shown.index[0]
