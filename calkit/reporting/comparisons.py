@@ -102,13 +102,7 @@ def paper_comparisons(records: list[dict]) -> list[Comparison]:
             out.append(Comparison(f"{_versus(subject, 'base')} on {col.set_label(set_name)}",
                                   base, RunKey(subject), set_name,
                                   paper_change(base.method, subject, set_name), "base"))
-    reference = PAPER_TABLES["targeted"].reference
-    for target, n in targeted_pairs(records):
-        for subject in paper_table_subjects("targeted"):
-            out.append(Comparison(
-                f"{_versus(subject, 'targeted')} on {col.set_label(target)}, N={n}",
-                RunKey(reference, target, n), RunKey(subject, target, n), target,
-                paper_change(reference, subject, target, target, n), "targeted"))
+    out += _targeted_comparisons(records, "targeted", with_paper=True)
     cal = RunKey(PAPER_TABLES["ablation"].reference)
     for subject in paper_table_subjects("ablation"):
         for set_name in ABLATION_CLAIM_SETS:
@@ -161,14 +155,19 @@ def dataset_comparisons(records: list[dict]) -> list[Comparison]:
                       RunKey(subject), name, family="dataset")
            for name in [*ood_sets_of(records), VALIDATION]
            for subject in paper_table_subjects("base")]
+    return out + _targeted_comparisons(records, "dataset", with_paper=False)
+
+
+def _targeted_comparisons(records: list[dict], family: ComparisonFamily,
+                          with_paper: bool) -> list[Comparison]:
+    """The targeted table's methods against its reference on every target and N of the records."""
     reference = PAPER_TABLES["targeted"].reference
-    for target, n in targeted_pairs(records):
-        for subject in paper_table_subjects("targeted"):
-            out.append(Comparison(
-                f"{_versus(subject, 'targeted')} on {col.set_label(target)}, N={n}",
-                RunKey(reference, target, n), RunKey(subject, target, n), target,
-                family="dataset"))
-    return out
+    return [Comparison(f"{_versus(subject, 'targeted')} on {col.set_label(target)}, N={n}",
+                       RunKey(reference, target, n), RunKey(subject, target, n), target,
+                       paper_change(reference, subject, target, target, n) if with_paper
+                       else np.nan, family)
+            for target, n in targeted_pairs(records)
+            for subject in paper_table_subjects("targeted")]
 
 
 def keyed_frame(frame: pd.DataFrame) -> pd.DataFrame:
