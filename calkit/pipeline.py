@@ -1,8 +1,10 @@
 """The data pipeline shared by notebooks, runs and the sweep.
 
-``prepare_data`` is the one place where a data set becomes model inputs:
-load -> (profile subsample) -> 145 features -> OOD sets -> scaler fitted on the training
-rows. Every step below it is cached, so notebooks can call it freely.
+:func:`prepare_plan` is the one place where a data set becomes model inputs, carrying out a
+:class:`~calkit.dataplan.DataPlan` (the data decisions, made in :mod:`calkit.dataplan`):
+load -> (profile subsample) -> 145 features -> OOD sets -> scaler fitted on the training rows.
+:func:`prepare_data` plans and prepares in one call. Every step is cached, so notebooks can
+call it freely.
 """
 
 from __future__ import annotations
