@@ -9,7 +9,7 @@ PROFILE ?= cpu
 export MPLCONFIGDIR := $(CURDIR)/.cache/mpl
 export JUPYTER_RUNTIME_DIR := $(CURDIR)/.cache/jupyter-runtime
 
-.PHONY: setup book test lint clean
+.PHONY: setup book test lint check-features clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,12 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not extended"
+
+# The featuriser's equality with matminer on every composition of every data set (minutes; make
+# test checks a covering subset). Run it after any change to calkit/fast_features.py.
+check-features: $(STAMP)
+	CALKIT_FULL_FEATURE_CHECK=1 $(PY) -m pytest -q -p no:cacheprovider \
+	    tests/test_fast_features.py -k "every_real_composition"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check calkit tests tools benchmarks

@@ -74,15 +74,50 @@ def extreme_set(target: str = DELTA_E) -> str:
     return f"statY_{target}"
 
 
+def tail_prior_set(target: str, tail: Tail) -> str:
+    """Name of one tail's prior set where both tails are held out (``infoY_<target>_<tail>``)."""
+    return f"infoY_{target}_{tail}"
+
+
+ELEMENT_PREFIX = "element_"
+CLUSTER_PREFIX = "cluster_"
+
+
+def element_set(element: str) -> str:
+    """Name of a leave-one-element-out set: every compound containing ``element``."""
+    return f"{ELEMENT_PREFIX}{element}"
+
+
+CLUSTER = f"{CLUSTER_PREFIX}kmeans"
+"""The leave-one-cluster-out set: the rows of one k-means cluster of the features."""
+
+
 def is_ood_set(name: str) -> bool:
     """Whether a set name is an OOD set of some data set (the target-named sets included)."""
-    return name in OOD_SETS or name.startswith(("infoY_", "statY_"))
+    return name in OOD_SETS or name.startswith(("infoY_", "statY_", ELEMENT_PREFIX,
+                                                CLUSTER_PREFIX))
+
+
+def shift_kind(name: str) -> str:
+    """The family of an OOD set: covariate, prior, extreme, element, cluster or relation."""
+    for prefix, kind in (("infoY_", "prior"), ("statY_", "extreme"), (ELEMENT_PREFIX, "element"),
+                         (CLUSTER_PREFIX, "cluster"), ("Xshift_", "covariate")):
+        if name.startswith(prefix):
+            return kind
+    return {RELATION: "relation"}.get(name, name)
 
 
 def set_label(name: str) -> str:
     """Readable label of a set, including the target-named sets of any data set."""
     if name in SET_LABELS:
         return SET_LABELS[name]
+    if name.startswith("infoY_") and name.endswith(("_lower", "_upper")):
+        target, tail = name[len("infoY_"):].rsplit("_", 1)
+        return f"prior, {'low' if tail == 'lower' else 'high'} tail ({target})"
+    if name.startswith(ELEMENT_PREFIX):
+        return f"{name[len(ELEMENT_PREFIX):]} compounds (element hold-out)"
+    if name.startswith(CLUSTER_PREFIX):
+        return "k-means cluster (cluster hold-out)"
     for prefix, what in (("infoY_", "prior"), ("statY_", "extreme")):
         if name.startswith(prefix):
             return f"{what} ({name[len(prefix):]})"
@@ -105,15 +140,19 @@ def resolve_set_name(name: str, available: tuple[str, ...] | list[str] | None = 
     Raises:
         ValueError: If the name is neither an alias nor a known (or available) set.
     """
-    aliases = {**SET_ALIASES, "prior": prior_set(target), "extreme": extreme_set(target)}
+    aliases = {**SET_ALIASES, "prior": prior_set(target), "extreme": extreme_set(target),
+               "prior_lower": tail_prior_set(target, "lower"),
+               "prior_upper": tail_prior_set(target, "upper")}
     canonical = aliases.get(name, name)
     valid = (
         tuple(available)
         if available is not None
         else (TRAIN, COVARIATE_TSNE, *OOD_SETS, prior_set(target), extreme_set(target),
+              tail_prior_set(target, "lower"), tail_prior_set(target, "upper"),
               *RANDOM_SPLITS, *CLEAN_SPLITS)
     )
-    if canonical not in valid:
+    hold_out = available is None and canonical.startswith((ELEMENT_PREFIX, CLUSTER_PREFIX))
+    if canonical not in valid and not hold_out:
         shown = ", ".join(f"{k}->{v}" for k, v in aliases.items() if v in valid)
         raise ValueError(
             f"unknown set name {name!r}. Valid names: {', '.join(valid)}; aliases: {shown}."

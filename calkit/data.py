@@ -11,6 +11,7 @@ or altered file is an error, never silently used.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import json
@@ -20,7 +21,8 @@ import tempfile
 import urllib.request
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
@@ -30,6 +32,8 @@ from pymatgen.core import Composition
 from calkit import columns as col
 from calkit.columns import Tail
 from calkit.files import atomic_write, cache_dir, local_data_dir, sha256_of
+from calkit.matbench import TASKS, MatbenchTask
+from calkit.splits import SplitConfig
 
 DATA_ENV = "CALKIT_DATA"
 URL_ENV = "CALKIT_DATA_URL"
@@ -100,6 +104,8 @@ FILES: dict[str, DataFile] = {
         url="https://ndownloader.figshare.com/files/13309253",
         sha256=("48481abc390e0772defbbfa68d7db3b9bdef2519d407b82a581f2298f7df080f",),
     ),
+    **{task.file_key: DataFile(relpath=task.relpath, url=task.url, sha256=(task.sha256,))
+       for task in TASKS},
 }
 
 
@@ -366,6 +372,13 @@ def _structure_formula(structure: dict) -> str:
     return Composition(counts).formula
 
 
+def _load_matbench_task(task: MatbenchTask, on_invalid: str) -> pd.DataFrame:
+    with bz2.open(fetch(task.file_key), "rt") as handle:
+        raw = pd.DataFrame(json.load(handle))  # {column: {row: value}}, matbench's order
+    frame = standardize_frame(raw, "mbid", "composition", {task.column: task.target}, on_invalid)
+    return aggregate_formulas(frame, (task.target,))
+
+
 def _load_mp_nostruct(on_invalid: str) -> pd.DataFrame:
     path = fetch("mp_nostruct_20181018")
     raw = read_split_json(path, ["mpid", "formula", "e_form", "gap pbe"])
@@ -392,6 +405,8 @@ class DatasetInfo:
         relation: Whether the piezoelectric relation-shift set exists (Materials Project ids).
         rows: Rows the loader returns (so a profile's subsample size is known without loading).
         sha256: The user file's digest (empty for registered data sets, whose files carry it).
+        split_config: How its OOD sets are built by default (the benchmark tasks add both
+            prior tails and the chemistry hold-outs to the paper's sets).
     """
 
     name: str
@@ -405,6 +420,7 @@ class DatasetInfo:
     relation: bool = False
     rows: int | None = None
     sha256: str = ""
+    split_config: SplitConfig = field(default_factory=SplitConfig)
 
     def check_target(self, target: str | None) -> str:
         """The target column to learn (``None``: the default), or a clear error."""
@@ -452,6 +468,14 @@ DATASETS: dict[str, DatasetInfo] = {
             ("mp_nostruct_20181018",),
             _load_mp_nostruct, col.DELTA_E, _MP_UNITS, _MP_TAILS, relation=True,
         ),
+        *(DatasetInfo(
+            task.dataset,
+            f"matbench_{task.name} (Matbench v0.1): {task.label} ({task.unit or 'unitless'}), "
+            f"{task.rows:,} formulas after averaging polymorphs",
+            (task.target,), (task.file_key,), partial(_load_matbench_task, task), task.target,
+            {task.target: task.unit}, {task.target: "upper"}, rows=task.rows,
+            split_config=task.split_config,
+        ) for task in TASKS),
     )
 }
 

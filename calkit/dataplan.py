@@ -8,6 +8,7 @@ can never disagree about the row cap or whether the shipped set file applies.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,24 +42,32 @@ def effective_max_rows(info: DatasetInfo, max_rows: int | None) -> int | None:
     return max_rows
 
 
-def ood_set_names(info: DatasetInfo, target: str) -> tuple[str, ...]:
-    """The OOD sets a data set offers for a target.
+def ood_set_names(info: DatasetInfo, target: str,
+                  split_config: SplitConfig | None = None) -> tuple[str, ...]:
+    """The OOD sets a data set offers for a target under a set construction.
 
-    Covariate, prior and extreme always; the band-gap sets where a band gap exists (and is not
-    the target); the piezo relation set on the Materials Project tables.
+    Covariate, prior (one tail, or both) and extreme always; the band-gap sets where a band gap
+    exists (and is not the target); the piezo relation set on the Materials Project tables; the
+    element and cluster hold-outs where the construction has them (the benchmark tasks).
     """
-    names = [col.COVARIATE, col.prior_set(target), col.extreme_set(target)]
+    config = split_config or info.split_config
+    priors = ([col.tail_prior_set(target, "lower"), col.tail_prior_set(target, "upper")]
+              if config.prior_tail == "both" else [col.prior_set(target)])
+    names = [col.COVARIATE, *priors, col.extreme_set(target)]
     if col.BAND_GAP in info.targets and target != col.BAND_GAP:
         names += [col.HIGH_GAP, col.GAP_PRIOR]
     if info.relation:
         names.append(col.RELATION)
+    names += [col.element_set(element) for element in config.element_holdouts]
+    if config.cluster_k:
+        names.append(col.CLUSTER)
     return tuple(names)
 
 
 def uses_shipped_sets(info: DatasetInfo, target: str, split_config: SplitConfig,
                       max_rows: int | None) -> bool:
     """Whether the package's fixed set file defines this data set's sets."""
-    if info.sha256 or target != info.default_target or split_config != SplitConfig():
+    if info.sha256 or target != info.default_target or split_config != info.split_config:
         return False  # user files, other targets and other constructions are computed
     return shipped_sets_path(info.name, effective_max_rows(info, max_rows)).is_file()
 
@@ -112,7 +121,7 @@ class DataPlan:
     @property
     def ood_sets(self) -> tuple[str, ...]:
         """The OOD sets this data set offers for the plan's target (:func:`ood_set_names`)."""
-        return ood_set_names(self.info, self.target)
+        return ood_set_names(self.info, self.target, self.split_config)
 
     @property
     def shipped_file(self) -> Path | None:
@@ -151,7 +160,7 @@ class DataPlan:
 def plan_data(dataset: str = "mp2019", profile: str = "cpu", target: str | None = None,
               protocol: col.Protocol = "clean", split_config: SplitConfig | None = None,
               sets: SetsRequest = "shipped", fit_on: Literal["train", "all"] = FIT_ON,
-              clip: float | None = CLIP) -> DataPlan:
+              clip: float | None = CLIP, sets_seed: int = 0) -> DataPlan:
     """Decide a run's data: the one place where the row cap and the set source are chosen.
 
     Args:
@@ -159,11 +168,13 @@ def plan_data(dataset: str = "mp2019", profile: str = "cpu", target: str | None 
         profile: The profile whose row cap applies.
         target: The property to learn; ``None`` takes the data set's default.
         protocol: ``"clean"`` or ``"paper"``.
-        split_config: How to construct the sets; ``SplitConfig()`` by default.
+        split_config: How to construct the sets; by default the data set's own construction
+            (:attr:`calkit.data.DatasetInfo.split_config`) with seed ``sets_seed``.
         sets: ``"shipped"`` reads the package's set file where one exists for this data set,
             target, construction and row cap; ``"compute"`` always builds the sets here.
         fit_on: Rows the feature scaler is fitted on (``"train"`` or ``"all"``).
         clip: Bound on standardised feature values; ``None`` disables the guard.
+        sets_seed: Seed of the default set construction (ignored with ``split_config``).
 
     Returns:
         The :class:`DataPlan`.
@@ -178,5 +189,6 @@ def plan_data(dataset: str = "mp2019", profile: str = "cpu", target: str | None 
                          f"Valid protocols: {', '.join(col.PROTOCOLS)}.")
     row_cap = check_profile(profile).max_rows
     info = check_dataset_name(dataset, target)
+    split_config = split_config or dataclasses.replace(info.split_config, seed=sets_seed)
     return DataPlan(str(dataset), info, info.check_target(target), profile, row_cap,
-                    split_config or SplitConfig(), protocol, sets, fit_on, clip)
+                    split_config, protocol, sets, fit_on, clip)

@@ -184,3 +184,43 @@ def breaking_factors(table: pd.DataFrame, target: str = "infoY_delta_e") -> list
         return []
     single = part[(part["setting"] != "cpu recipe") & ~part["setting"].str.contains("all four")]
     return single.loc[single["ratio_max"] < BREAKS_BELOW, "setting"].tolist()
+
+
+def factor_answer(table: pd.DataFrame, target: str = "infoY_delta_e") -> str:
+    """The study's answer on ``target`` in one sentence, from :func:`factor_table`.
+
+    Which single factors meet the declared rule (:func:`breaking_factors`); when none does,
+    which single factors let the run learn its rows at all, and whether all four together meet
+    the rule (then the cpu recipe fails by an interaction of its settings, not by one of them).
+    """
+    part = table[table["target_set"] == target] if not table.empty else table
+    if part.empty:
+        return "no runs of the study yet"
+    single = part[(part["setting"] != "cpu recipe") & ~part["setting"].str.contains("all four")]
+    short = [name.replace("cpu recipe + ", "") for name in single["setting"]]
+    cpu = part[part["setting"] == "cpu recipe"]
+    if len(cpu) and (cpu["ratio_max"] < CPU_ABOVE).all():
+        failing = [name for name, n in zip(short, single["learned"], strict=True) if n == 0]
+        return (f"the cpu recipe learns its rows here (median ratio "
+                f"{cpu['ratio_median'].iloc[0]:.2f}); "
+                + (f"{' and '.join(failing)} alone {'stops' if len(failing) == 1 else 'stop'} "
+                   "it in every seed" if failing else "so does every single-factor setting"))
+    breaking = breaking_factors(table, target)
+    if breaking:
+        return (f"{' and '.join(b.replace('cpu recipe + ', '') for b in breaking)} alone "
+                f"{'brings' if len(breaking) == 1 else 'bring'} the own-row ratio below "
+                f"{BREAKS_BELOW} in every seed")
+    partly = [f"{name} ({int(n)} of {int(k)} seeds)"
+              for name, n, k in zip(short, single["learned"], single["seeds"], strict=True)
+              if n > 0]
+    text = f"no single factor brings the own-row ratio below {BREAKS_BELOW} in every seed"
+    if partly:
+        text += (f"; alone, only {', '.join(partly)} "
+                 f"{'learns' if len(partly) == 1 else 'learn'} the rows at all")
+    together = part[part["setting"].str.contains("all four")]
+    if len(together) and (together["ratio_max"] < BREAKS_BELOW).all():
+        row = together.iloc[0]
+        text += (f"; all four together do (median ratio {row['ratio_median']:.2f}, "
+                 f"{int(row['learned'])} of {int(row['seeds'])} seeds learned): targeting "
+                 "fails under the cpu recipe by an interaction of its settings, not by one")
+    return text

@@ -308,13 +308,14 @@ def recompute_agreement(dataset: str = "mp2019", profile: str = "smoke",
     """
     info = DATASETS.get(dataset)
     max_rows = effective_max_rows(info, check_profile(profile).max_rows) if info else None
-    if info is None or not uses_shipped_sets(info, info.default_target, SplitConfig(), max_rows):
+    if info is None or not uses_shipped_sets(info, info.default_target, info.split_config,
+                                             max_rows):
         raise ValueError(f"{dataset!r} has no shipped set file for the {profile!r} profile, so "
                          "there is nothing to compare a recompute with; the registered data "
                          "sets with one are those under calkit/resources/sets.")
     bundle = prepare_data(dataset, profile, progress=progress, sets_source="shipped")
     shipped = load_shipped_sets(shipped_sets_path(info.name, max_rows), bundle.frame[col.ID])
-    computed = compute_sets(bundle.frame, bundle.raw_features, SplitConfig(), dataset)
+    computed = compute_sets(bundle.frame, bundle.raw_features, info.split_config, dataset)
     return set_agreement(shipped, computed).rename(
         columns={"n reference": "n shipped", "n other": "n recomputed"})
 
@@ -333,7 +334,7 @@ def write_shipped_sets(dataset: str, profile: str, progress: bool = True) -> Pat
     raw = featurize(frame[col.COMPOSITION].tolist(), progress=progress)
     keep = ~raw.isna().any(axis=1).to_numpy()
     frame, raw = frame[keep].reset_index(drop=True), raw[keep].reset_index(drop=True)
-    config = SplitConfig()
+    config = info.split_config
     sets = compute_sets(frame, raw, config, dataset)
     max_rows = effective_max_rows(info, prof.max_rows)
     path = shipped_sets_path(dataset, max_rows)

@@ -25,7 +25,6 @@ from calkit.features import feature_identity
 from calkit.methods import Method, get_method
 from calkit.models import PRESETS
 from calkit.profiles import Profile, check_profile
-from calkit.splits import SplitConfig
 
 RECORD_FORMAT = 2
 """Version of the record layout and of what the run id covers; bumping it makes every
@@ -92,7 +91,7 @@ class RunConfig:
             ValueError: A bad field, named with the valid values.
         """
         data = plan_data(self.dataset, self.profile, self.target, self.protocol,
-                         SplitConfig(seed=self.sets_seed))
+                         sets_seed=self.sets_seed)
         prof = check_profile(self.profile)
         method = get_method(self.method)
         if self.model_preset is not None and self.model_preset not in PRESETS:

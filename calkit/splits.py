@@ -37,10 +37,13 @@ from sklearn.neighbors import NearestNeighbors
 from calkit import columns as col
 from calkit.columns import Tail
 from calkit.files import atomic_write, cache_dir
+from calkit.holdouts import cluster_holdout, contains_element
 from calkit.utils import SetMasks, as_mask_dict
 
 Embedding = Literal["umap", "tsne"]
 """How the covariate set's 2-D map is made."""
+PriorTail = Literal["upper", "lower", "both"]
+"""Which tail(s) of the target form prior-shift sets; ``"both"``: one set per tail."""
 
 
 # Sizes the paper reports on its 83,989-row table, for side-by-side tables.
@@ -70,7 +73,9 @@ class SplitConfig:
         kde_grid: Grid size of the binned Gaussian kernel density on the 2-D embedding.
         prior_fraction: Share of the target's tail in the prior-shift set.
         prior_tail: ``"lower"`` or ``"upper"`` tail of the target; ``None`` takes the data
-            set's default (formation energy: lower, as the paper; phonon peaks: upper).
+            set's default (formation energy: lower, as the paper; phonon peaks: upper);
+            ``"both"``: two sets, one per tail (the benchmark tasks, whose discovery direction
+            is not one tail).
         extreme_quantiles: Targets outside these quantiles form the extreme set.
         high_gap_quantile: Band gaps above this quantile form the high-gap set.
         gap_prior_fraction: Share of the band-gap prior-shift tail.
@@ -79,6 +84,12 @@ class SplitConfig:
             is the default.
         n_random_splits: Number of random validation splits.
         random_fraction: Size of each random split, as a share of all rows.
+        element_holdouts: Elements whose compounds each form a leave-one-element-out set
+            (:mod:`calkit.holdouts`).
+        cluster_k: k of the k-means leave-one-cluster-out set; 0: no cluster set.
+        validation_share: Share of the rows in no OOD set that the clean splits take. ``None``:
+            the paper protocol's rule (the clean training set keeps the paper's training-set
+            size, so the splits take about 56 % of those rows).
     """
 
     seed: int = 0
@@ -88,22 +99,31 @@ class SplitConfig:
     umap_min_dist: float = 0.1
     kde_grid: int = 512
     prior_fraction: float = 0.10
-    prior_tail: Tail | None = None
+    prior_tail: PriorTail | None = None
     extreme_quantiles: tuple[float, float] = (0.05, 0.95)
     high_gap_quantile: float = 0.95
     gap_prior_fraction: float = 0.10
     gap_prior_tail: Tail = "upper"
     n_random_splits: int = 5
     random_fraction: float = 0.15
+    element_holdouts: tuple[str, ...] = ()
+    cluster_k: int = 0
+    validation_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.covariate_embedding not in ("umap", "tsne"):
             raise ValueError(
                 f"covariate_embedding must be 'umap' or 'tsne', got {self.covariate_embedding!r}"
             )
-        if self.prior_tail not in (None, "upper", "lower"):
+        if self.prior_tail not in (None, "upper", "lower", "both"):
             raise ValueError(
-                f"prior_tail must be None, 'upper' or 'lower', got {self.prior_tail!r}")
+                f"prior_tail must be None, 'upper', 'lower' or 'both', got {self.prior_tail!r}")
+        if self.cluster_k < 0 or self.cluster_k == 1:
+            raise ValueError(f"cluster_k must be 0 (no cluster set) or at least 2, got "
+                             f"{self.cluster_k}")
+        if self.validation_share is not None and not 0 < self.validation_share < 1:
+            raise ValueError(f"validation_share must be in (0, 1) or None, got "
+                             f"{self.validation_share}")
         if self.gap_prior_tail not in ("upper", "lower"):
             raise ValueError(
                 f"gap_prior_tail must be 'upper' or 'lower', got {self.gap_prior_tail!r}"
@@ -121,13 +141,21 @@ class SplitConfig:
     def to_dict(self) -> dict:
         """JSON-serialisable form, stored with every saved set table.
 
-        ``prior_tail`` appears only when set, so the constructions recorded before it existed
-        keep their hashes.
+        ``prior_tail`` and the hold-out fields appear only when set, so the constructions
+        recorded before they existed keep their hashes.
         """
         out = dataclasses.asdict(self)
-        if out["prior_tail"] is None:
-            del out["prior_tail"]
+        for name, unset in _ADDED_FIELDS.items():
+            if out[name] == unset:
+                del out[name]
+        if "element_holdouts" in out:
+            out["element_holdouts"] = list(out["element_holdouts"])
         return out
+
+
+_ADDED_FIELDS = {"prior_tail": None, "element_holdouts": (), "cluster_k": 0,
+                 "validation_share": None}
+"""Fields added after sets were first recorded, with the value that leaves them out of hashes."""
 
 
 def standardize_all(features: np.ndarray) -> np.ndarray:
@@ -343,8 +371,13 @@ def build_sets(
 
     values = frame[target].to_numpy(dtype=float)
     tail = config.prior_tail or prior_tail
-    flags[col.prior_set(target)] = lowest_fraction(-values if tail == "upper" else values,
-                                                   config.prior_fraction)
+    if tail == "both":
+        for side in ("lower", "upper"):
+            flags[col.tail_prior_set(target, side)] = lowest_fraction(
+                -values if side == "upper" else values, config.prior_fraction)
+    else:
+        flags[col.prior_set(target)] = lowest_fraction(-values if tail == "upper" else values,
+                                                       config.prior_fraction)
     q_lo, q_hi = np.quantile(values, config.extreme_quantiles)
     flags[col.extreme_set(target)] = (values < q_lo) | (values > q_hi)
 
@@ -356,6 +389,11 @@ def build_sets(
 
     if relation_ids is not None:
         flags[col.RELATION] = frame[col.ID].isin(relation_ids).to_numpy()
+    for element in config.element_holdouts:
+        flags[col.element_set(element)] = contains_element(frame[col.FORMULA], element)
+    if config.cluster_k:
+        flags[col.CLUSTER] = cluster_holdout(standardize_all(features), config.cluster_k,
+                                             config.seed)
 
     ood = np.logical_or.reduce(list(flags.values()))
     rng = np.random.default_rng(config.seed)
@@ -366,8 +404,9 @@ def build_sets(
         flags[name] = mask
     splits_used = col.RANDOM_SPLITS[: config.n_random_splits]
     paper_val = np.logical_or.reduce([flags[n] for n in splits_used])
-    flags.update(clean_splits(ood, int((~ood & ~paper_val).sum()), config.n_random_splits,
-                              config.seed))
+    n_train = (int((~ood & ~paper_val).sum()) if config.validation_share is None
+               else int(round((1 - config.validation_share) * (~ood).sum())))
+    flags.update(clean_splits(ood, n_train, config.n_random_splits, config.seed))
     return pd.DataFrame(flags, index=frame.index)
 
 

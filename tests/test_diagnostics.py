@@ -116,6 +116,13 @@ def test_factor_study_reading_rule():
     assert diagnostics.breaking_factors(table) == ["cpu recipe + constant 1e-4"]
     # No verdict without the cpu reference failing in every seed.
     assert diagnostics.breaking_factors(table[table["setting"] != "cpu recipe"]) == []
+    assert diagnostics.factor_answer(table).startswith(
+        "constant 1e-4 alone brings the own-row ratio below 0.5")
+    # Without a breaking factor, the sentence says so and names who learned at all.
+    interaction = diagnostics.factor_table(records[:6])
+    assert diagnostics.factor_answer(interaction) == (
+        "no single factor brings the own-row ratio below 0.5 in every seed")
+    assert diagnostics.factor_answer(interaction.iloc[0:0]) == "no runs of the study yet"
 
 
 def test_targeting_cost_is_relative_to_the_irnet_and_says_whether_rows_were_learned():

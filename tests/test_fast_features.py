@@ -70,15 +70,15 @@ def test_empty_input():
 
 @pytest.fixture(scope="module")
 def real_sets() -> dict[str, list[str]]:
-    """Compositions of the project's data sets, and the 941 raw piezoelectric formulas."""
+    """Compositions of the project's data sets (the benchmark's matbench tasks too, whose steels
+    are fractional), and the 941 raw piezoelectric formulas."""
     if not os.environ.get("CALKIT_DATA"):
         pytest.skip("CALKIT_DATA is not set to the data mirror")
     from calkit.data import fetch, load_dataset, read_split_json
+    from calkit.matbench import TASKS
 
-    sets = {
-        name: load_dataset(name)[col.COMPOSITION].astype(str).tolist()
-        for name in ("mp2019", "piezo", "phonons")
-    }
+    names = ("mp2019", "piezo", "phonons", *(task.dataset for task in TASKS))
+    sets = {name: load_dataset(name)[col.COMPOSITION].astype(str).tolist() for name in names}
     raw = read_split_json(fetch("piezoelectric_tensor"), ["formula"])
     sets["piezoelectric_tensor"] = raw["formula"].astype(str).tolist()
     return sets
@@ -101,7 +101,8 @@ def real_subset(comps: list[str], n_random: int, seed: int = 0) -> list[str]:
 @pytest.mark.realdata
 def test_real_subset_equals_matminer(real_data, real_sets):
     for name, comps in real_sets.items():
-        subset = real_subset(comps, 1000 if name == "mp2019" else 200)
+        subset = real_subset(comps, {"mp2019": 1000}.get(name, 100 if name.startswith(
+            "matbench_") else 200))
         slow = features.featurize_chunk(subset)
         assert_same_features(featurize_fast(subset), slow, subset)
 

@@ -1,0 +1,231 @@
+"""The OOD benchmark: every method on every shift of the matbench composition tasks.
+
+One table per task (:func:`calkit.reporting.baselines_chapter.versus_baseline_table`: each
+method against the plain IR-net, paired by seed, Holm across the task's table), stacked into a
+leaderboard; the best method of each task-shift pair, and which methods tie with it (their
+paired interval against the best includes zero); how often each method is best or tied; the
+ensemble's spread as an OOD flag per task; and the shifts' distances to the training rows, so a
+reader sees which shifts are really out of distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from calkit import columns as col
+from calkit.matbench import TASKS, MatbenchTask
+from calkit.methods import method_label
+from calkit.reporting.baselines_chapter import (
+    REFERENCE,
+    baseline_records,
+    ood_flag_table,
+    table_sets,
+    versus_baseline_table,
+    versus_baseline_verdicts,
+)
+from calkit.reporting.comparisons import pair
+from calkit.reporting.formatting import format_change
+from calkit.reporting.records import VALIDATION, RunKey, metrics_frame
+
+NETWORKS = ("baseline", "cal", "ensemble", "cmixup", "cvar", "balanced")
+"""The benchmark's neural methods (every one an IR-net trained another way)."""
+FOREST = "rf"
+
+
+def task_records(records: list[dict], task: MatbenchTask, seeds: Iterable[int]) -> list[dict]:
+    """One task's records: clean protocol, the chapter's methods without overrides, ``seeds``."""
+    return baseline_records(records, seeds, dataset=task.dataset)
+
+
+def task_table(records: list[dict], task: MatbenchTask) -> pd.DataFrame:
+    """Every method against the IR-net on every shift of one task (Holm within the task).
+
+    Rows ``(set, method)``; the columns of :func:`versus_baseline_table` plus ``tied_best``:
+    the method has the lowest mean loss of the set, or its paired interval against that method
+    includes zero.
+    """
+    table = versus_baseline_table(records, sets=table_sets(records, task.dataset))
+    if not len(table):
+        return table
+    frame = metrics_frame(records)
+    table["tied_best"] = False
+    for set_name, group in table.groupby(level="set", sort=False):
+        best = group["mean"].idxmin()[1]
+        for method in group.index.get_level_values("method"):
+            if method == best:
+                table.loc[(set_name, method), "tied_best"] = True
+                continue
+            found = pair(frame, RunKey(best), RunKey(method), set_name, "loss")
+            table.loc[(set_name, method), "tied_best"] = bool(
+                found["n_pairs"] >= 2 and found["rel_low"] <= 0)
+    return table
+
+
+def leaderboard(records: list[dict], seeds: Iterable[int],
+                tasks: Sequence[MatbenchTask] = TASKS) -> pd.DataFrame:
+    """Every task's table stacked: rows ``(task, set, method)``; tasks without records skipped."""
+    seeds = list(seeds)
+    parts = {}
+    for task in tasks:
+        table = task_table(task_records(records, task, seeds), task)
+        if len(table):
+            parts[task.name] = table
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, names=["task"])
+
+
+def best_per_shift(board: pd.DataFrame) -> pd.DataFrame:
+    """The summary table: per task and shift, the best method and its change against the IR-net.
+
+    Columns: ``best`` (lowest mean loss), ``resolved best`` (its interval against the runner-up
+    excludes zero), ``tied`` (other methods whose interval against it includes zero), ``rel``
+    with ``rel_low``/``rel_high`` (the best method against the IR-net; 0 when the IR-net is
+    best) and ``side`` (the one verdict rule, Holm within the task).
+    """
+    if not len(board):
+        return pd.DataFrame()
+    verdicts = pd.concat({task: versus_baseline_verdicts(board.loc[task])
+                          for task in board.index.get_level_values("task").unique()},
+                         names=["task"])
+    rows = []
+    for (task, set_name), group in board.groupby(level=["task", "set"], sort=False):
+        best = group["mean"].idxmin()[2]
+        key = (task, set_name, best)
+        row = {"task": task, "set": set_name, "best": best,
+               "resolved best": bool(board.loc[key, "best"]),
+               "tied": ", ".join(m for m in group.index.get_level_values("method")
+                                 if m != best and board.loc[(task, set_name, m), "tied_best"]),
+               "rel": 0.0, "rel_low": np.nan, "rel_high": np.nan, "side": 0}
+        if best != REFERENCE and key in verdicts.index:
+            found = verdicts.loc[key]
+            row.update(rel=found["rel"], rel_low=found["rel_low"], rel_high=found["rel_high"],
+                       side=int(found["side"]))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["task", "set"])
+
+
+def display_best(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`best_per_shift` for a page: labels, and the change as ``-12 % [-20, -4]``."""
+    if not len(summary):
+        return summary
+    out = pd.DataFrame(index=summary.index)
+    out["best method"] = [method_label(m) + ("" if r else " (not resolved)")
+                          for m, r in zip(summary["best"], summary["resolved best"],
+                                          strict=True)]
+    out["vs IR-net [95 %]"] = [
+        "is the IR-net" if m == REFERENCE else format_change(r, lo, hi)
+        for m, r, lo, hi in zip(summary["best"], summary["rel"], summary["rel_low"],
+                                summary["rel_high"], strict=True)]
+    out["tied with it"] = [", ".join(method_label(m) for m in t.split(", ")) if t else "-"
+                           for t in summary["tied"]]
+    return out.rename(index=lambda s: col.set_label(s) if s != VALIDATION else "validation",
+                      level="set")
+
+
+def rank_counts(board: pd.DataFrame, ood_only: bool = True) -> pd.DataFrame:
+    """How often each method is best, or tied for best, over the task-shift pairs.
+
+    Columns ``best`` (lowest mean loss), ``best or tied`` and ``pairs`` (task-shift pairs the
+    method was scored on); validation rows are left out when ``ood_only``.
+    """
+    if not len(board):
+        return pd.DataFrame()
+    rows = board if not ood_only else board[
+        board.index.get_level_values("set") != VALIDATION]
+    lowest = rows.groupby(level=["task", "set"], sort=False)["mean"].idxmin().map(
+        lambda key: key[-1]).value_counts()
+    grouped = rows.groupby(level="method", sort=False)
+    out = pd.DataFrame({"best": lowest.reindex(list(grouped.groups)).fillna(0).astype(int),
+                        "best or tied": grouped["tied_best"].sum().astype(int),
+                        "pairs": grouped.size()})
+    return out.sort_values(["best or tied", "best"], ascending=False)
+
+
+def relative_change_grid(board: pd.DataFrame) -> pd.DataFrame:
+    """Methods' relative change against the IR-net, rows ``(task, set)``, a column per method."""
+    if not len(board):
+        return pd.DataFrame()
+    compared = board.dropna(subset=["rel"])
+    return compared["rel"].unstack("method")
+
+
+def task_flag_auroc(records: list[dict], seeds: Iterable[int],
+                    tasks: Sequence[MatbenchTask] = TASKS, method: str = "ensemble"
+                    ) -> pd.DataFrame:
+    """The ensemble's spread as an OOD flag, per task and shift: AUROC mean and std over seeds.
+
+    Rows ``(task, set)``; the AUROC of telling the set's rows from the validation rows by the
+    spread of the ensemble's members (0.5 is chance).
+    """
+    seeds = list(seeds)
+    parts = {}
+    for task in tasks:
+        flags = ood_flag_table(task_records(records, task, seeds), methods=(method,))
+        if len(flags):
+            table = flags.loc[method]
+            parts[task.name] = table[table.index != "val"][["seeds", "auroc mean", "auroc std"]]
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, names=["task"])
+
+
+def benchmark_answer(board: pd.DataFrame) -> list[str]:
+    """The chapter's answer, written from the leaderboard (empty before any record).
+
+    How often the random forest is best or tied with the best method, how often any network
+    beats the IR-net resolvedly, and where CAL is resolved against the IR-net.
+    """
+    if not len(board):
+        return []
+    ood = board[board.index.get_level_values("set") != VALIDATION]
+    pairs = ood.groupby(level=["task", "set"]).ngroups
+    lines = []
+    if FOREST in ood.index.get_level_values("method"):
+        forest = ood.xs(FOREST, level="method")
+        lines.append(f"On {int(forest['tied_best'].sum())} of {pairs} task-shift pairs the random "
+                     "forest is the best method or tied with it (its paired interval against "
+                     "the best includes zero).")
+    judged = pd.concat({task: versus_baseline_verdicts(ood.loc[task])
+                        for task in ood.index.get_level_values("task").unique()},
+                       names=["task"])
+    for method, what in (("cal", "CAL"), ("ensemble", "The deep ensemble"),
+                         ("balanced", "Balanced MSE")):
+        if method not in judged.index.get_level_values("method"):
+            continue
+        rows = judged.xs(method, level="method")
+        lower = [f"{t} {col.set_label(s)}" for (t, s), side in rows["side"].items() if side < 0]
+        higher = [f"{t} {col.set_label(s)}" for (t, s), side in rows["side"].items() if side > 0]
+        lines.append(f"{what} has a resolved lower loss than the IR-net on {len(lower)} of "
+                     f"{len(rows)} pairs" + (f" ({'; '.join(lower)})" if lower else "")
+                     + f" and a resolved higher loss on {len(higher)}"
+                     + (f" ({'; '.join(higher)})" if higher else "") + ".")
+    return lines
+
+
+def shift_distances(tasks: Sequence[MatbenchTask] = TASKS, profile: str = "cpu",
+                    progress: bool = False) -> pd.DataFrame:
+    """Each task's sets: size, share of the rows and distance to the training rows.
+
+    The distance is :func:`calkit.splits.distance_to_training` on the model's standardised
+    features: the mean distance of a set's rows to their 5 nearest training rows, divided by the
+    same for training rows among themselves. A ratio near 1 means the shift is not out of
+    distribution in feature space, whatever its name says.
+
+    Rows ``(task, set)``; columns ``n``, ``share`` and ``distance ratio``.
+    """
+    from calkit.pipeline import prepare_data
+    from calkit.splits import distance_to_training
+
+    parts = {}
+    for task in tasks:
+        bundle = prepare_data(task.dataset, profile, progress=progress)
+        ood = [s for s in bundle.sets.columns if col.is_ood_set(s)]
+        table = distance_to_training(bundle.X, bundle.sets[[*ood, col.TRAIN]])
+        parts[task.name] = pd.DataFrame({
+            "n": table["n"], "share": table["n"] / len(bundle.frame),
+            "distance ratio": table["ratio_to_train"]})
+    return pd.concat(parts, names=["task"]) if parts else pd.DataFrame()
