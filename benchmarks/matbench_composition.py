@@ -2,11 +2,11 @@
 
 Matbench v0.1 scores a regression task by 5-fold cross-validation over the data set in matbench's
 order, with ``KFold(n_splits=5, shuffle=True, random_state=18012019)``; this script uses exactly
-those folds. Every model is fitted on the training folds only and keeps its defaults, which were
-chosen without matbench's test folds: the networks stop early on a random 15 % of the training
-folds (their internal validation), the forest has calkit's fixed baseline settings. The leaderboard
-values are quoted from matbench's v0.1 leaderboard pages (RF-SCM/Magpie: matbench's own random
-forest on Magpie and sine-Coulomb-matrix features; MODNet v0.1.12).
+those folds, over matbench's rows as they are (polymorphs not averaged). Every model is fitted on
+the training folds only and keeps its defaults, which were chosen without matbench's test folds: the
+networks stop early on a random 15 % of the training folds (their internal validation), the forest
+has calkit's fixed baseline settings. The leaderboard values are matbench's own results files
+(:data:`calkit.matbench.LEADERBOARD`: CrabNet, matbench's random forest and the mean predictor).
 
     CALKIT_DATA=/path/to/data python benchmarks/matbench_composition.py --tasks expt_gap steels
     python benchmarks/matbench_composition.py --tasks steels --folds 0 --epochs 3   # a quick look
@@ -27,17 +27,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calkit.matbench import LEADERBOARD
+from calkit.matbench import TASKS as _TASKS
+
 MATBENCH_SEED = 18012019
 """matbench's KFold seed for its regression tasks (v0.1)."""
 
-TASKS = {"expt_gap": "gap expt", "steels": "yield strength"}
-"""Composition regression tasks this script knows, with their target column."""
-
-LEADERBOARD = {
-    "expt_gap": {"RF-SCM/Magpie": 0.4461, "MODNet v0.1.12": 0.3327},
-    "steels": {"RF-SCM/Magpie": 103.5125, "MODNet v0.1.12": 87.7627},
-}
-"""Mean MAE over matbench's five folds (eV for expt_gap, MPa for steels), from its leaderboard."""
+TASKS = {task.name: task.column for task in _TASKS}
+"""The benchmark's composition regression tasks (:data:`calkit.matbench.TASKS`), with the target
+column of matbench's table."""
 
 MODELS = ("IRNetRegressor", "CALRegressor", "random forest")
 
