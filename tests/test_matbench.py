@@ -157,3 +157,20 @@ def test_leaderboard_names_the_best_method_its_ties_and_counts_ranks():
     grid = benchmark.relative_change_grid(board)
     assert set(grid.columns) == {"rf", "cal"}
     assert isinstance(benchmark.display_best(summary), pd.DataFrame)
+
+
+def test_targeted_comparison_pairs_the_two_targeted_methods_by_seed_per_task():
+    task = next(t for t in TASKS if t.name == "expt_gap")
+    tail = col.tail_prior_set(task.target, "upper")
+    records = []
+    for seed in range(5):
+        for method, loss in (("finetune", 0.40), ("targeted_select", 0.30)):
+            rec = _record(method, seed, task.dataset, {tail: loss + 0.002 * seed, "Csplt1": 0.1})
+            rec["request"].update(target_set=tail, n_target=64)
+            rec["run_id"] += method
+            records.append(rec)
+    table = benchmark.targeted_versus_finetune(records, range(5), [task])
+    row = table.loc["expt_gap"]
+    assert row["n_pairs"] == 5 and row["set"] == tail
+    assert row["rel"] == pytest.approx(-0.25, abs=0.01) and row["side"] == -1
+    assert benchmark.targeted_versus_finetune(records, range(5), [TASKS[1]]).empty

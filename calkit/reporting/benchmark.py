@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from calkit import columns as col
-from calkit.matbench import TASKS, MatbenchTask
+from calkit import stats
+from calkit.matbench import TARGETED_N, TARGETED_SET, TASKS, MatbenchTask
 from calkit.methods import method_label
 from calkit.reporting.baselines_chapter import (
     REFERENCE,
@@ -28,7 +29,15 @@ from calkit.reporting.baselines_chapter import (
 )
 from calkit.reporting.comparisons import pair
 from calkit.reporting.formatting import format_change
-from calkit.reporting.records import VALIDATION, RunKey, metrics_frame
+from calkit.reporting.records import (
+    VALIDATION,
+    RunKey,
+    metrics_frame,
+    records_of_methods,
+    seed_summary,
+    select_records,
+    summary_stats,
+)
 
 NETWORKS = ("baseline", "cal", "ensemble", "cmixup", "cvar", "balanced")
 """The benchmark's neural methods (every one an IR-net trained another way)."""
@@ -204,6 +213,49 @@ def benchmark_answer(board: pd.DataFrame) -> list[str]:
                      + f" and a resolved higher loss on {len(higher)}"
                      + (f" ({'; '.join(higher)})" if higher else "") + ".")
     return lines
+
+
+def targeted_versus_finetune(records: list[dict], seeds: Iterable[int],
+                             tasks: Sequence[MatbenchTask] = TASKS,
+                             target_set: str = TARGETED_SET, n_target: int = TARGETED_N
+                             ) -> pd.DataFrame:
+    """Targeted CAL (recipe chosen on held-out rows) against fine-tuning, task by task.
+
+    Both methods get the same N rows of the task's target set and choose on the same held-out
+    fifth of them; each is scored on the rest of the set. Rows: tasks with records of both; the
+    mean losses, the paired relative change of targeted CAL against fine-tuning with its 95 %
+    interval, and Holm's correction across the tasks (one family), judged by the one rule.
+    """
+    seeds = list(seeds)
+    methods = ("targeted_select", "finetune")
+    rows = []
+    for task in tasks:
+        kept = records_of_methods(select_records(records, dataset=task.dataset), methods, seeds)
+        if not kept:
+            continue
+        name = col.resolve_set_name(target_set, target=task.target,
+                                    available=[*_task_sets(task)])
+        frame, summary = metrics_frame(kept), seed_summary(kept, "ema", "loss")
+        select, finetune = RunKey(methods[0], name, n_target), RunKey(methods[1], name, n_target)
+        found = pair(frame, finetune, select, name, "loss")
+        if not found["n_pairs"]:
+            continue
+        rows.append({"task": task.name, "set": name,
+                     "fine-tuning": summary_stats(summary, finetune, name)[0],
+                     "targeted CAL": summary_stats(summary, select, name)[0], **found})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).set_index("task")
+    table["p_holm"] = stats.holm(table["p_value"].to_numpy())
+    table["side"] = stats.resolved_side(table["rel_low"], table["rel_high"], table["p_holm"])
+    return table
+
+
+def _task_sets(task: MatbenchTask) -> tuple[str, ...]:
+    from calkit.data import DATASETS
+    from calkit.dataplan import ood_set_names
+
+    return ood_set_names(DATASETS[task.dataset], task.target)
 
 
 def shift_distances(tasks: Sequence[MatbenchTask] = TASKS, profile: str = "cpu",
