@@ -83,5 +83,5 @@ def test_matbench_anchor_scores_matbench_folds_beside_the_leaderboard(real_data,
 
     folds = json.loads(out.read_text())["folds"]
     assert [(f["task"], f["model"], f["fold"]) for f in folds] == [("steels", "random forest", 0)]
-    # Yield strengths span 1,006-2,510 MPa; the mean predictor scores 229.7 on these folds.
+    # Yield strengths span 1,006-2,510 MPa; the mean predictor averages 229.7 over the folds.
     assert 20 < folds[0]["mae"] < 229.7
