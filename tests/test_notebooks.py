@@ -50,7 +50,7 @@ def smoke_book(tmp_path_factory, _session_cache):
 def test_every_notebook_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     assert NOTEBOOKS == ["01_data", "02_shifts", "03_training", "04_results", "05_phonons",
-                         "06_baselines"]
+                         "06_baselines", "07_benchmark"]
     for name in NOTEBOOKS:
         assert f"notebooks/{name}" in toc
 
@@ -80,7 +80,8 @@ def test_colab_bootstrap_and_badges_come_from_one_repository_setting():
     import yaml
 
     url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
-    assert sum(url in p.read_text() for p in (ROOT / "notebooks").glob("*.ipynb")) == 6
+    assert sum(url in p.read_text() for p in (ROOT / "notebooks").glob("*.ipynb")) == \
+        len(NOTEBOOKS)
 
 
 def test_smoke_book_pages_show_figures_and_colab_button(smoke_book):
