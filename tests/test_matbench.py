@@ -156,7 +156,9 @@ def test_leaderboard_names_the_best_method_its_ties_and_counts_ranks():
     assert "CAL has a resolved lower loss than the IR-net on 0 of 2" in lines[1]
     grid = benchmark.relative_change_grid(board)
     assert set(grid.columns) == {"rf", "cal"}
-    assert isinstance(benchmark.display_best(summary), pd.DataFrame)
+    shown = benchmark.display_best(summary)
+    assert shown.loc[("steels", col.set_label(shift)), "after Holm"] == "lower"
+    assert isinstance(shown, pd.DataFrame)
 
 
 def test_targeted_comparison_pairs_the_two_targeted_methods_by_seed_per_task():

@@ -118,21 +118,30 @@ def best_per_shift(board: pd.DataFrame) -> pd.DataFrame:
 
 
 def display_best(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`best_per_shift` for a page: labels, and the change as ``-12 % [-20, -4]``."""
+    """:func:`best_per_shift` for a page: labels, the change as ``-12 % [-20, -4]`` and its verdict.
+
+    "(tied)" marks a best method whose interval against the runner-up includes zero; "after
+    Holm" is the one verdict rule on the change against the IR-net (Holm within the task).
+    """
     if not len(summary):
         return summary
     out = pd.DataFrame(index=summary.index)
-    out["best method"] = [method_label(m) + ("" if r else " (not resolved)")
+    out["best method"] = [method_label(m) + ("" if r else " (tied)")
                           for m, r in zip(summary["best"], summary["resolved best"],
                                           strict=True)]
     out["vs IR-net [95 %]"] = [
         "is the IR-net" if m == REFERENCE else format_change(r, lo, hi)
         for m, r, lo, hi in zip(summary["best"], summary["rel"], summary["rel_low"],
                                 summary["rel_high"], strict=True)]
+    out["after Holm"] = ["-" if m == REFERENCE else _SIDE_WORDS[int(side)]
+                         for m, side in zip(summary["best"], summary["side"], strict=True)]
     out["tied with it"] = [", ".join(method_label(m) for m in t.split(", ")) if t else "-"
                            for t in summary["tied"]]
     return out.rename(index=lambda s: col.set_label(s) if s != VALIDATION else "validation",
                       level="set")
+
+
+_SIDE_WORDS = {-1: "lower", 0: "not resolved", 1: "higher"}
 
 
 def rank_counts(board: pd.DataFrame, ood_only: bool = True) -> pd.DataFrame:
