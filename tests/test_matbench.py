@@ -151,7 +151,12 @@ def test_leaderboard_names_the_best_method_its_ties_and_counts_ranks():
     assert best["tied"] == ""
     counts = benchmark.rank_counts(board)
     assert counts.loc["rf", "best or tied"] == 2  # the element set, and tied on the covariate set
-    lines = benchmark.benchmark_answer(board)
+    flags = pd.DataFrame({"seeds": [5, 5], "auroc mean": [0.9, 0.6], "auroc std": [0.1, 0.1]},
+                         index=pd.MultiIndex.from_tuples([("steels", shift),
+                                                          ("steels", col.COVARIATE)],
+                                                         names=["task", "set"]))
+    lines = benchmark.benchmark_answer(board, flags)
+    assert lines[-1].endswith("AUROC (0.5 is chance) of steels 0.60-0.90, by task.")
     assert lines[0].startswith("On 2 of 2 task-shift pairs the random forest")
     assert "CAL has a resolved lower loss than the IR-net on 0 of 2" in lines[1]
     grid = benchmark.relative_change_grid(board)

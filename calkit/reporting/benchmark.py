@@ -191,11 +191,12 @@ def task_flag_auroc(records: list[dict], seeds: Iterable[int],
     return pd.concat(parts, names=["task"])
 
 
-def benchmark_answer(board: pd.DataFrame) -> list[str]:
+def benchmark_answer(board: pd.DataFrame, flags: pd.DataFrame | None = None) -> list[str]:
     """The chapter's answer, written from the leaderboard (empty before any record).
 
-    How often the random forest is best or tied with the best method, how often any network
-    beats the IR-net resolvedly, and where CAL is resolved against the IR-net.
+    How often the random forest is best or tied with the best method; where CAL, the deep
+    ensemble and Balanced MSE are resolved against the IR-net; and, given
+    :func:`task_flag_auroc`, how well the ensemble's spread flags each task's shifts.
     """
     if not len(board):
         return []
@@ -221,6 +222,12 @@ def benchmark_answer(board: pd.DataFrame) -> list[str]:
                      f"{len(rows)} pairs" + (f" ({'; '.join(lower)})" if lower else "")
                      + f" and a resolved higher loss on {len(higher)}"
                      + (f" ({'; '.join(higher)})" if higher else "") + ".")
+    if flags is not None and len(flags):
+        by_task = flags["auroc mean"].groupby(level="task", sort=False)
+        spans = "; ".join(f"{task} {lo:.2f}-{hi:.2f}" for task, lo, hi in
+                          zip(by_task.min().index, by_task.min(), by_task.max(), strict=True))
+        lines.append("The deep ensemble's spread tells a shift's rows from validation rows with "
+                     f"an AUROC (0.5 is chance) of {spans}, by task.")
     return lines
 
 
