@@ -130,9 +130,6 @@ over 100,000 rows each, are left out of the CPU budget)."""
 
 TASKS_BY_DATASET = {task.dataset: task for task in TASKS}
 
-LEADERBOARD_SOURCE = ("matbench v0.1 results files (benchmarks/matbench_v0.1_<model>/"
-                      "results.json.gz of github materialsproject/matbench at 936176db), mean MAE "
-                      "over the five folds")
 LEADERBOARD: dict[str, dict[str, float]] = {
     "expt_gap": {"CrabNet": 0.3463, "RF-SCM/Magpie": 0.4461, "Dummy (mean)": 1.1435},
     "steels": {"CrabNet": 107.316, "RF-SCM/Magpie": 103.5125, "Dummy (mean)": 229.7445},
@@ -143,7 +140,9 @@ LEADERBOARD: dict[str, dict[str, float]] = {
     "jdft2d": {"CrabNet": 45.6104, "RF-SCM/Magpie": 50.044, "Dummy (mean)": 67.2851},
     "phonons": {"CrabNet": 55.1114, "RF-SCM/Magpie": 67.6126, "Dummy (mean)": 323.9822},
 }
-"""matbench's own five-fold MAE (in the task's unit) of three entries, the in-distribution anchor:
+"""matbench's own five-fold MAE (in the task's unit) of three entries, the in-distribution anchor
+(the mean over the folds of matbench's results files, ``benchmarks/matbench_v0.1_<model>/
+results.json.gz`` of github materialsproject/matbench at 936176db):
 CrabNet (composition only), matbench's random forest (Magpie composition features, plus sine
 Coulomb matrix structure features on the structure tasks: dielectric, log_gvrh, log_kvrh,
 perovskites, jdft2d and phonons, so it sees more than a composition there) and the mean

@@ -39,8 +39,6 @@ from calkit.reporting.records import (
     summary_stats,
 )
 
-NETWORKS = ("baseline", "cal", "ensemble", "cmixup", "cvar", "balanced")
-"""The benchmark's neural methods (every one an IR-net trained another way)."""
 FOREST = "rf"
 
 
