@@ -162,8 +162,10 @@ def test_leaderboard_names_the_best_method_its_ties_and_counts_ranks():
     grid = benchmark.relative_change_grid(board)
     assert set(grid.columns) == {"rf", "cal"}
     shown = benchmark.display_best(summary)
-    assert shown.loc[("steels", col.set_label(shift)), "after Holm"] == "lower"
-    assert isinstance(shown, pd.DataFrame)
+    assert shown.loc[("steels", "W compounds"), "vs IR-net [95 %], after Holm"].endswith(
+        ", lower")
+    assert benchmark.display_best(summary, ties=True).loc[("steels", "covariate"),
+                                                          "tied with it"] == "CAL, random forest"
 
 
 def test_targeted_comparison_pairs_the_two_targeted_methods_by_seed_per_task():

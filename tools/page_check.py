@@ -163,10 +163,10 @@ def browser(binary: str, width: int = 1280):
         shutil.rmtree(profile, ignore_errors=True)
 
 
-RESULTS_PAGES = ("notebooks/04_results.html",)
-"""Pages whose tables must fit the content column (the results chapter)."""
-SHOT_PAGES = ("book/intro.html", "notebooks/04_results.html")
-"""Pages saved as screenshots with ``--screenshots``: the intro and the results chapter."""
+RESULTS_PAGES = ("notebooks/04_results.html", "notebooks/07_benchmark.html")
+"""Pages whose tables must fit the content column (the results chapter and the benchmark)."""
+SHOT_PAGES = ("book/intro.html", "notebooks/04_results.html", "notebooks/07_benchmark.html")
+"""Pages saved as screenshots with ``--screenshots``: the intro, the results and the benchmark."""
 MATHJAX_WAIT_MS = 15_000
 
 

@@ -115,11 +115,24 @@ def best_per_shift(board: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["task", "set"])
 
 
-def display_best(summary: pd.DataFrame) -> pd.DataFrame:
-    """:func:`best_per_shift` for a page: labels, the change as ``-12 % [-20, -4]`` and its verdict.
+def short_set_label(name: str) -> str:
+    """A set's label short enough for the leaderboard's rows (``"W compounds"``, ``"cluster"``)."""
+    if name == VALIDATION:
+        return "validation"
+    if name.startswith("infoY_") and name.endswith(("_lower", "_upper")):
+        return f"prior, {'low' if name.endswith('_lower') else 'high'} tail"
+    kind = col.shift_kind(name)
+    if kind == "element":
+        return f"{name[len(col.ELEMENT_PREFIX):]} compounds"
+    return kind
 
-    "(tied)" marks a best method whose interval against the runner-up includes zero; "after
-    Holm" is the one verdict rule on the change against the IR-net (Holm within the task).
+
+def display_best(summary: pd.DataFrame, ties: bool = False) -> pd.DataFrame:
+    """:func:`best_per_shift` for a page: the best method and its change against the IR-net.
+
+    "(tied)" marks a best method whose interval against the runner-up includes zero. The change
+    is ``-12 % [-20 %, -4 %]`` followed by the one verdict rule's word after Holm within the
+    task. ``ties`` lists, instead, the methods tied with the best (a second, folded table).
     """
     if not len(summary):
         return summary
@@ -127,16 +140,16 @@ def display_best(summary: pd.DataFrame) -> pd.DataFrame:
     out["best method"] = [method_label(m) + ("" if r else " (tied)")
                           for m, r in zip(summary["best"], summary["resolved best"],
                                           strict=True)]
-    out["vs IR-net [95 %]"] = [
-        "is the IR-net" if m == REFERENCE else format_change(r, lo, hi)
-        for m, r, lo, hi in zip(summary["best"], summary["rel"], summary["rel_low"],
-                                summary["rel_high"], strict=True)]
-    out["after Holm"] = ["-" if m == REFERENCE else _SIDE_WORDS[int(side)]
-                         for m, side in zip(summary["best"], summary["side"], strict=True)]
-    out["tied with it"] = [", ".join(method_label(m) for m in t.split(", ")) if t else "-"
-                           for t in summary["tied"]]
-    return out.rename(index=lambda s: col.set_label(s) if s != VALIDATION else "validation",
-                      level="set")
+    if ties:
+        out["tied with it"] = [", ".join(method_label(m) for m in t.split(", ")) if t else "-"
+                               for t in summary["tied"]]
+    else:
+        out["vs IR-net [95 %], after Holm"] = [
+            "is the IR-net" if m == REFERENCE
+            else f"{format_change(r, lo, hi)}, {_SIDE_WORDS[int(side)]}"
+            for m, r, lo, hi, side in zip(summary["best"], summary["rel"], summary["rel_low"],
+                                          summary["rel_high"], summary["side"], strict=True)]
+    return out.rename(index=short_set_label, level="set")
 
 
 _SIDE_WORDS = {-1: "lower", 0: "not resolved", 1: "higher"}
