@@ -131,8 +131,9 @@ def display_best(summary: pd.DataFrame, ties: bool = False) -> pd.DataFrame:
     """:func:`best_per_shift` for a page: the best method and its change against the IR-net.
 
     "(tied)" marks a best method whose interval against the runner-up includes zero. The change
-    is ``-12 % [-20 %, -4 %]`` followed by the one verdict rule's word after Holm within the
-    task. ``ties`` lists, instead, the methods tied with the best (a second, folded table).
+    is ``-12 % [-20 %, -4 %]``; ``Holm`` is the one verdict rule after Holm within the task
+    (``lower``, ``higher``, or ``-``: not resolved). ``ties`` lists, instead, the methods tied
+    with the best (a second, folded table).
     """
     if not len(summary):
         return summary
@@ -144,15 +145,17 @@ def display_best(summary: pd.DataFrame, ties: bool = False) -> pd.DataFrame:
         out["tied with it"] = [", ".join(method_label(m) for m in t.split(", ")) if t else "-"
                                for t in summary["tied"]]
     else:
-        out["vs IR-net [95 %], after Holm"] = [
-            "is the IR-net" if m == REFERENCE
-            else f"{format_change(r, lo, hi)}, {_SIDE_WORDS[int(side)]}"
-            for m, r, lo, hi, side in zip(summary["best"], summary["rel"], summary["rel_low"],
-                                          summary["rel_high"], summary["side"], strict=True)]
+        out["vs IR-net [95 %]"] = [
+            "is the IR-net" if m == REFERENCE else format_change(r, lo, hi)
+            for m, r, lo, hi in zip(summary["best"], summary["rel"], summary["rel_low"],
+                                    summary["rel_high"], strict=True)]
+        out["Holm"] = ["" if m == REFERENCE else _SIDE_WORDS[int(side)]
+                       for m, side in zip(summary["best"], summary["side"], strict=True)]
     return out.rename(index=short_set_label, level="set")
 
 
-_SIDE_WORDS = {-1: "lower", 0: "not resolved", 1: "higher"}
+_SIDE_WORDS = {-1: "lower", 0: "-", 1: "higher"}
+"""The one verdict rule's side, as the leaderboard's narrow ``Holm`` column shows it."""
 
 
 def rank_counts(board: pd.DataFrame, ood_only: bool = True) -> pd.DataFrame:
