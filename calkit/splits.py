@@ -356,10 +356,11 @@ def build_sets(
                        f"{list(frame.columns)}")
     n_rows = len(frame)
     flags: dict[str, np.ndarray] = {}
+    standardized = standardize_all(features)  # the covariate map's and the clusters' input
 
     if embedding is None:
         embedding = embed_2d(
-            standardize_all(features),
+            standardized,
             method=config.covariate_embedding,
             seed=config.seed,
             n_neighbors=config.umap_neighbors,
@@ -392,7 +393,7 @@ def build_sets(
     for element in config.element_holdouts:
         flags[col.element_set(element)] = contains_element(frame[col.FORMULA], element)
     if config.cluster_k:
-        flags[col.CLUSTER] = cluster_holdout(standardize_all(features), config.cluster_k,
+        flags[col.CLUSTER] = cluster_holdout(standardized, config.cluster_k,
                                              config.seed)
 
     ood = np.logical_or.reduce(list(flags.values()))
