@@ -84,3 +84,54 @@ def distance_dots(distances: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), title="shift")
     fig.tight_layout()
     return fig
+
+
+SHIFT_STYLE = {"covariate": ("C0", "covariate"), "prior low": ("C2", "prior, low tail"),
+               "prior high": ("C3", "prior, high tail"), "extreme": ("C1", "extreme"),
+               "element": ("C4", "element hold-outs"), "cluster": ("C5", "cluster hold-out")}
+"""Colour and legend label of each kind of shift in the benchmark's per-task figures."""
+
+
+def _shift_style(name: str) -> tuple[str, str]:
+    kind = col.shift_kind(name)
+    if kind == "prior":
+        kind = "prior low" if name.endswith("_lower") else "prior high"
+    return SHIFT_STYLE.get(kind, ("0.4", kind))
+
+
+def risk_coverage_panels(curves: dict[str, pd.DataFrame]) -> plt.Figure:
+    """The ensemble's risk-coverage curve per task: one panel a task, one line a shift.
+
+    Args:
+        curves: :func:`calkit.reporting.benchmark.task_risk_curves` (errors in units of the
+            training rows' standard deviation, so the panels share their y axis).
+
+    Returns:
+        A grid of panels, the validation rows dashed black, each shift coloured by its kind.
+    """
+    columns = min(4, max(len(curves), 1))
+    rows = -(-max(len(curves), 1) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), sharey=True,
+                             squeeze=False)
+    for ax, (task, table) in zip(axes.flat, curves.items(), strict=False):
+        for name in table.columns:
+            color, label = ("black", "validation rows") if name == "val" else _shift_style(name)
+            ax.plot(100 * table.index, table[name], color=color, label=label,
+                    ls="--" if name == "val" else "-", lw=1.4 if name == "val" else 1.1)
+        ax.set_yscale("log")
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("rows kept, most confident first (%)", fontsize=8)
+    for ax in axes.flat[len(curves):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("MAE (training std units)", fontsize=8)
+    handles, labels = [], []
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, fontsize=8, ncol=min(len(labels), 7), loc="lower center",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.06 if rows > 1 else 0.12, 1, 1))
+    return fig

@@ -372,9 +372,14 @@ def _structure_formula(structure: dict) -> str:
     return Composition(counts).formula
 
 
-def _load_matbench_task(task: MatbenchTask, on_invalid: str) -> pd.DataFrame:
+def matbench_artifact(task: MatbenchTask) -> pd.DataFrame:
+    """A matbench task's hash-checked artifact as it is: one row per entry, matbench's order."""
     with bz2.open(fetch(task.file_key), "rt") as handle:
-        raw = pd.DataFrame(json.load(handle))  # {column: {row: value}}, matbench's order
+        return pd.DataFrame(json.load(handle))  # {column: {row: value}}
+
+
+def _load_matbench_task(task: MatbenchTask, on_invalid: str) -> pd.DataFrame:
+    raw = matbench_artifact(task)
     frame = standardize_frame(raw, "mbid", "composition", {task.column: task.target}, on_invalid)
     return aggregate_formulas(frame, (task.target,))
 

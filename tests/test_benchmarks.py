@@ -76,7 +76,7 @@ def test_matbench_anchor_scores_matbench_folds_beside_the_leaderboard(real_data,
     out = tmp_path / "anchor.json"
     printed = subprocess.run(
         [sys.executable, "benchmarks/matbench_composition.py", "--tasks", "steels", "--folds", "0",
-         "--models", "random forest", "--out", str(out)],
+         "--models", "random forest", "--out", str(out), "--store", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True).stdout
     assert "leaderboard: CrabNet" in printed and "leaderboard: Dummy (mean)" in printed
     import json
@@ -85,3 +85,8 @@ def test_matbench_anchor_scores_matbench_folds_beside_the_leaderboard(real_data,
     assert [(f["task"], f["model"], f["fold"]) for f in folds] == [("steels", "random forest", 0)]
     # Yield strengths span 1,006-2,510 MPa; the mean predictor averages 229.7 over the folds.
     assert 20 < folds[0]["mae"] < 229.7
+    from calkit.anchor import anchor_table, load_anchor
+
+    table = anchor_table(load_anchor(tmp_path))
+    assert table.loc["steels", "random forest (calkit)"] == pytest.approx(folds[0]["mae"])
+    assert table.loc["steels", "folds"] == 1

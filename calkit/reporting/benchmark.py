@@ -23,6 +23,7 @@ from calkit.reporting.baselines_chapter import (
     REFERENCE,
     baseline_records,
     ood_flag_table,
+    risk_curves,
     table_sets,
     versus_baseline_table,
     versus_baseline_verdicts,
@@ -203,6 +204,50 @@ def task_flag_auroc(records: list[dict], seeds: Iterable[int],
     if not parts:
         return pd.DataFrame()
     return pd.concat(parts, names=["task"])
+
+
+def task_risk_curves(records: list[dict], seeds: Iterable[int],
+                     tasks: Sequence[MatbenchTask] = TASKS, method: str = "ensemble"
+                     ) -> dict[str, pd.DataFrame]:
+    """The ensemble's mean risk-coverage curve per task (tasks with records only).
+
+    Each value is :func:`calkit.reporting.baselines_chapter.risk_curves` of the task's records:
+    rows = share of rows kept (most confident first), columns = the task's sets and ``val``, the
+    mean absolute error in the model's units (the target standardised on the training rows,
+    so the tasks share one scale).
+    """
+    seeds = list(seeds)
+    curves = {task.name: risk_curves(task_records(records, task, seeds), method)
+              for task in tasks}
+    return {name: table for name, table in curves.items() if len(table)}
+
+
+def benchmark_coverage(records: list[dict], grids: dict[str, list], anchor: pd.DataFrame,
+                       tasks: Sequence[MatbenchTask] = TASKS) -> pd.DataFrame:
+    """What the chapter stands on, per task: runs recorded of each grid, and anchor folds.
+
+    Args:
+        records: Current records.
+        grids: Column name -> the run configs of a grid (:func:`calkit.sweep.load_grid`).
+        anchor: :func:`calkit.anchor.load_anchor`.
+        tasks: The tasks shown.
+
+    Returns:
+        Rows = tasks; a ``"recorded / planned"`` column per grid (``"-"`` where the grid plans
+        nothing for the task) and the number of matbench folds with anchor scores.
+    """
+    recorded = {rec["run_id"] for rec in records}
+    rows = []
+    for task in tasks:
+        row: dict[str, object] = {"task": task.name}
+        for name, configs in grids.items():
+            planned = [c for c in configs if c.dataset == task.dataset]
+            done = sum(c.run_id in recorded for c in planned)
+            row[name] = f"{done} / {len(planned)}" if planned else "-"
+        mine = anchor[anchor["task"] == task.name] if len(anchor) else anchor
+        row["anchor folds"] = int(mine["fold"].nunique()) if len(mine) else 0
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("task")
 
 
 def benchmark_answer(board: pd.DataFrame, flags: pd.DataFrame | None = None) -> list[str]:
