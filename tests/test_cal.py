@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -521,3 +522,31 @@ def test_targeted_select_chooses_on_held_out_target_rows_only():
     garbled = y.copy()
     garbled[evaluation] = 1e3
     assert search(garbled).extra["selection"] == chosen
+
+
+def test_the_redone_verdicts_no_attack_control_searches_the_same_candidates_without_attack():
+    """The verdict's no-attack control (grids/verdict_select.yaml) is targeted_select with zero
+    attack steps in every candidate and in the refit; nothing else of the search changes."""
+    from calkit.methods import control_questions
+    from calkit.methods.targeted_select import (
+        SELECTED_NOATTACK,
+        TARGETED_CANDIDATES,
+        candidate_config,
+    )
+    from calkit.runs import RunConfig
+
+    def resolved(overrides):
+        return RunConfig(method="targeted_select", dataset="mp2019", profile="cpu", seed=0,
+                         target_set="prior", n_target=1024, overrides=overrides).resolve()
+
+    control, chosen = resolved(SELECTED_NOATTACK.overrides), resolved(())
+    assert control.sal.attack_epochs == 0 and chosen.sal.attack_epochs > 0
+    for candidate in TARGETED_CANDIDATES:
+        with_attack = candidate_config(chosen.train, chosen.sal, candidate)
+        without = candidate_config(control.train, control.sal, candidate)
+        assert without.sal.attack_epochs == 0
+        assert replace(without.sal, attack_epochs=with_attack.sal.attack_epochs) == with_attack.sal
+        assert without.train == with_attack.train
+    asked = {(q.reference.key, q.subject.key) for q in control_questions("select")}
+    assert asked == {("targeted_select[attack_epochs=0]", "targeted_select"),
+                     ("plain_target", "targeted_select")}

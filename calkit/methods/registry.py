@@ -286,7 +286,7 @@ class Variant:
         return self.method + "[" + ",".join(f"{k}={v}" for k, v in sorted(self.overrides)) + "]"
 
 
-ControlFamily = Literal["controls", "budget"]
+ControlFamily = Literal["controls", "budget", "select"]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,15 @@ import numpy as np
 from calkit.config import CALConfig, split_overrides, with_fields
 from calkit.methods.cal import fit_cal
 from calkit.methods.finetune import holdout_positions
-from calkit.methods.registry import Method, MethodInputs, MethodOutput, register
+from calkit.methods.registry import (
+    ControlQuestion,
+    Method,
+    MethodInputs,
+    MethodOutput,
+    Variant,
+    declare_control,
+    register,
+)
 from calkit.splits import select_target
 
 TARGETED_CANDIDATES: tuple[tuple[tuple[str, Any], ...], ...] = (
@@ -108,3 +116,14 @@ register(Method(
         "evaluation rows; the refit keeps its last (chosen) epoch.",
     needs_target=True,
     settings={"candidates": TARGETED_CANDIDATES, "holdout_fraction": HOLDOUT_FRACTION}))
+
+SELECTED = Variant("targeted_select")
+SELECTED_NOATTACK = Variant("targeted_select", (("attack_epochs", 0),))
+"""The redone verdict's no-attack control: the same search over the candidates and the same
+refit, with zero attack steps, so the theta steps see the N rows unperturbed
+(``grids/verdict_select.yaml``)."""
+
+declare_control(ControlQuestion("targeted CAL (chosen recipe) vs no attack", SELECTED_NOATTACK,
+                                SELECTED, targeted=True, family="select"))
+declare_control(ControlQuestion("targeted CAL (chosen recipe) vs IR-net + N rows",
+                                Variant("plain_target"), SELECTED, targeted=True, family="select"))

@@ -65,6 +65,7 @@ from calkit.reporting.claims import (
     controls_table,
     dataset_claims,
     paired_points,
+    select_controls_table,
     verdict_counts,
     withdrawal,
 )
@@ -83,6 +84,7 @@ from calkit.reporting.comparisons import (
     dataset_comparisons,
     pair,
     paper_comparisons,
+    select_comparisons,
 )
 from calkit.reporting.draws import (
     DRAW_SEEDS,
@@ -200,6 +202,8 @@ __all__ = [
     "baseline_findings",
     "baseline_records",
     "budget_comparisons",
+    "select_comparisons",
+    "select_controls_table",
     "budget_histories",
     "budget_ratios",
     "budget_runs",

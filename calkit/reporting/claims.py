@@ -24,6 +24,7 @@ from calkit.reporting.comparisons import (
     keyed_frame,
     pair,
     paper_comparisons,
+    select_comparisons,
 )
 from calkit.reporting.records import RunKey, Which, metrics_frame
 
@@ -133,6 +134,11 @@ def controls_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
 def budget_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
     """:func:`budget_comparisons` paired by seed, Holm-corrected as a family of their own."""
     return directional(comparison_rows(records, budget_comparisons(records), which))
+
+
+def select_controls_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
+    """:func:`select_comparisons` paired by seed, Holm-corrected as a family of their own."""
+    return directional(comparison_rows(records, select_comparisons(records), which))
 
 
 def dataset_claims(records: list[dict], which: Which = "ema") -> pd.DataFrame:

@@ -29,12 +29,15 @@ from calkit.methods import (
 )
 from calkit.methods.controls import FULL_BUDGET_TARGETED as _FULL_BUDGET
 from calkit.methods.controls import LITERAL_TARGETED as _LITERAL
+from calkit.methods.registry import ControlFamily
 from calkit.reporting.paper import paper_change
 from calkit.reporting.records import VALIDATION, RunKey, ood_sets_of, targeted_pairs
 
-ComparisonFamily = Literal["base", "targeted", "ablation", "controls", "budget", "dataset"]
+ComparisonFamily = Literal["base", "targeted", "ablation", "controls", "budget", "select",
+                           "dataset"]
 """Where a comparison comes from: one of the paper's tables, the controls, the early-stopping
-budget study, or the paper's comparisons on another data set."""
+budget study, the controls of the redone verdict (targeted CAL with its recipe chosen on held-out
+rows), or the paper's comparisons on another data set."""
 
 CLAIM_SETS = (col.COVARIATE, col.PRIOR, col.RELATION, col.HIGH_GAP, VALIDATION)
 """Sets on which the base table's claims are judged."""
@@ -112,7 +115,7 @@ def paper_comparisons(records: list[dict]) -> list[Comparison]:
     return [c for c in out if np.isfinite(c.paper_change)]
 
 
-def _questions(records: list[dict], family: Literal["controls", "budget"]) -> list[Comparison]:
+def _questions(records: list[dict], family: ControlFamily) -> list[Comparison]:
     """The declared control questions of one family, on their sets and targets."""
     out = []
     for set_name in CONTROL_SETS:
@@ -126,7 +129,7 @@ def _questions(records: list[dict], family: Literal["controls", "budget"]) -> li
 
 
 def _asked(question: ControlQuestion, where: str, set_name: str, target: str, n: int,
-           family: Literal["controls", "budget"]) -> Comparison:
+           family: ControlFamily) -> Comparison:
     return Comparison(f"{question.question} {where}", RunKey(question.reference.key, target, n),
                       RunKey(question.subject.key, target, n), set_name, family=family)
 
@@ -142,6 +145,15 @@ def control_comparisons(records: list[dict]) -> list[Comparison]:
 def budget_comparisons(records: list[dict]) -> list[Comparison]:
     """Does early stopping cut targeted CAL short? (``grids/targeted_budget.yaml``)."""
     return _questions(records, "budget")
+
+
+def select_comparisons(records: list[dict]) -> list[Comparison]:
+    """The redone verdict's controls (``grids/verdict_select.yaml``).
+
+    Does targeted CAL with its chosen recipe beat its own no-attack run, and the IR-net trained
+    with the N rows mixed in?
+    """
+    return _questions(records, "select")
 
 
 def dataset_comparisons(records: list[dict]) -> list[Comparison]:
