@@ -140,3 +140,34 @@ def _label(method: str, target: str, n: int) -> str:
     from calkit.methods import method_label
 
     return method_label(method) + (f" (N={n})" if n else "")
+
+
+def ordering_summary(order: pd.DataFrame, model: str) -> str:
+    """One clause on :func:`ordering_table`: on how many rows our ordering is the authors'.
+
+    Args:
+        order: :func:`ordering_table` of one model.
+        model: Its model (``"last"`` or ``"ema"``), named in the clause.
+
+    Returns:
+        E.g. ``"with the EMA models, the authors' ordering holds on 3 of 6 rows (not on IR-net
+        vs CAL on prior, relation)"``; rows without runs on both sides are not counted.
+    """
+    which = "EMA models" if model == "ema" else "last-epoch models"
+    judged = order[order["agree"].notna()] if len(order) else order
+    if not len(judged):
+        return f"with the {which}, no ordering can be compared yet"
+    differ = judged[~judged["agree"].astype(bool)]
+    text = f"with the {which}, the authors' ordering holds on {len(judged) - len(differ)} of " \
+           f"{len(judged)} rows"
+    if len(differ):
+        by_pair = differ.groupby("pair", sort=False)["set"].apply(
+            lambda sets: ", ".join(_short_label(s) for s in sets))
+        text += " (not on " + "; ".join(f"{pair} on {sets}" for pair, sets in by_pair.items()) \
+            + ")"
+    return text
+
+
+def _short_label(set_name: str) -> str:
+    label = col.set_label(set_name)
+    return label.split(" (")[0]

@@ -164,3 +164,16 @@ def test_claims_table_for_a_page_is_narrow_and_the_figure_keeps_its_axis():
     low, high = fig.axes[0].get_xlim()
     assert high < 1.1 * np.log2(RATIO_LIMIT)  # a 150x claim is marked at the edge, not plotted
     assert any("x [" in t.get_text() for t in fig.axes[0].texts)
+
+
+def test_ordering_summary_counts_agreeing_rows_and_names_the_others():
+    targeted = "fine-tune (N=128) vs targeted CAL (N=128)"
+    order = pd.DataFrame({"pair": ["IR-net vs CAL"] * 3 + [targeted],
+                          "set": [col.COVARIATE, col.PRIOR, col.RELATION, col.RELATION],
+                          "agree": [True, False, False, None]})
+    text = replication.ordering_summary(order, "ema")
+    assert text == ("with the EMA models, the authors' ordering holds on 1 of 3 rows "
+                    "(not on IR-net vs CAL on prior, relation)")
+    assert replication.ordering_summary(order.iloc[:1], "last") == (
+        "with the last-epoch models, the authors' ordering holds on 1 of 1 rows")
+    assert "no ordering" in replication.ordering_summary(order.iloc[3:], "ema")
