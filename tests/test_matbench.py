@@ -230,11 +230,12 @@ def test_coverage_counts_recorded_runs_and_risk_curves_follow_the_ensemble():
     task = next(t for t in TASKS if t.name == "steels")
     configs = [SimpleNamespace(dataset=task.dataset, run_id=f"baseline-{s}") for s in range(3)]
     records = [_record("baseline", 0, task.dataset, {"Csplt1": 0.5})]
-    records[0]["run_id"] = "baseline-0"
+    records[0].update(run_id="baseline-0", wall_seconds=1800.0)
     coverage = benchmark.benchmark_coverage(records, {"benchmark runs": configs,
                                                       "targeted runs": []}, pd.DataFrame(), [task])
     assert coverage.loc["steels", "benchmark runs"] == "1 / 3"
     assert coverage.loc["steels", "targeted runs"] == "-"
+    assert coverage.loc["steels", "run hours"] == 0.5
     for seed, level in ((0, 1.0), (1, 3.0)):
         rec = _record("ensemble", seed, task.dataset, {col.COVARIATE: 1.0, "Csplt1": 0.5})
         rec["risk_coverage"] = {col.COVARIATE: {"confident_half": 1, "uncertain_half": 2,

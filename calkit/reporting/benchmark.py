@@ -234,18 +234,24 @@ def benchmark_coverage(records: list[dict], grids: dict[str, list], anchor: pd.D
 
     Returns:
         Rows = tasks; a ``"recorded / planned"`` column per grid (``"-"`` where the grid plans
-        nothing for the task) and the number of matbench folds with anchor scores.
+        nothing for the task), the number of matbench folds with anchor scores, and the hours
+        of wall time the recorded runs and anchor fits took (each on one core; on a loaded
+        machine wall time exceeds CPU time).
     """
-    recorded = {rec["run_id"] for rec in records}
+    wall = {rec["run_id"]: float(rec.get("wall_seconds") or 0.0) for rec in records}
     rows = []
     for task in tasks:
         row: dict[str, object] = {"task": task.name}
+        hours = 0.0
         for name, configs in grids.items():
             planned = [c for c in configs if c.dataset == task.dataset]
-            done = sum(c.run_id in recorded for c in planned)
-            row[name] = f"{done} / {len(planned)}" if planned else "-"
+            done = [c for c in planned if c.run_id in wall]
+            hours += sum(wall[c.run_id] for c in done) / 3600
+            row[name] = f"{len(done)} / {len(planned)}" if planned else "-"
         mine = anchor[anchor["task"] == task.name] if len(anchor) else anchor
         row["anchor folds"] = int(mine["fold"].nunique()) if len(mine) else 0
+        row["run hours"] = round(hours, 2)
+        row["anchor hours"] = round(float(mine["seconds"].sum()) / 3600, 2) if len(mine) else 0.0
         rows.append(row)
     return pd.DataFrame(rows).set_index("task")
 
