@@ -39,6 +39,9 @@ class OwnRowLearning:
         ratio: ``final / warmup_best``: below 1, the adversarial phase taught the rows.
         curve: The own-row loss per epoch.
         warmup_epochs: Number of warm-up epochs in the history.
+        adversarial_epochs: Number of adversarial epochs (0: the run never targeted, e.g. a
+            ``targeted_select`` run whose held-out rows chose a warm-up epoch; the check then
+            does not apply).
     """
 
     final: float
@@ -46,11 +49,22 @@ class OwnRowLearning:
     ratio: float
     curve: np.ndarray
     warmup_epochs: int
+    adversarial_epochs: int = 0
+
+    @property
+    def applies(self) -> bool:
+        """Whether the run reached its adversarial phase, so that it could learn its rows."""
+        return self.adversarial_epochs > 0
 
     @property
     def learned(self) -> bool:
         """Whether the run ended below its warm-up best on its own rows."""
         return bool(self.ratio < 1.0)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run targeted its rows and did not learn them (what withdraws a verdict)."""
+        return self.applies and not self.learned
 
 
 def own_row_learning(record: dict) -> OwnRowLearning | None:
@@ -66,7 +80,7 @@ def own_row_learning(record: dict) -> OwnRowLearning | None:
     best = float(np.nanmin(curve[warmup]))
     final = float(curve[-1])
     return OwnRowLearning(final, best, final / best if best > 0 else np.inf, curve,
-                          int(warmup.sum()))
+                          int(warmup.sum()), int((~warmup).sum()))
 
 
 def _checked_runs(records: list[dict]) -> Iterator[tuple[dict, dict[str, Any], OwnRowLearning]]:
@@ -81,21 +95,28 @@ def _checked_runs(records: list[dict]) -> Iterator[tuple[dict, dict[str, Any], O
 
 
 def unlearned_runs(records: list[dict], key: str, target: str, n_target: int) -> tuple[int, int]:
-    """``(runs that did not learn their rows, runs checked)`` of one run kind in ``records``."""
+    """``(runs that did not learn their rows, runs checked)`` of one run kind in ``records``.
+
+    A run that never reached its adversarial phase (its held-out rows chose a warm-up epoch) is
+    not checked: it chose not to target, which is the method's answer, not a failure.
+    """
     wanted = {"run": key, "target_set": target, "n_target": n_target}
-    checked = [check for _, kind, check in _checked_runs(records) if kind == wanted]
-    return sum(not c.learned for c in checked), len(checked)
+    checked = [check for _, kind, check in _checked_runs(records)
+               if kind == wanted and check.applies]
+    return sum(c.failed for c in checked), len(checked)
 
 
 def own_rows_table(records: list[dict]) -> pd.DataFrame:
     """Per targeted run kind: seeds, median own-row loss (final and warm-up best), their ratio.
 
     Columns: ``run, target_set, n_target, profile, seeds, final, warmup_best, ratio,
-    not_learned`` (runs whose own-row loss ended at or above its warm-up best: flagged).
+    not_learned`` (runs whose own-row loss ended at or above its warm-up best: flagged) and
+    ``warmup_chosen`` (runs that never reached the adversarial phase: a ``targeted_select``
+    run whose held-out rows chose a warm-up epoch; not flagged).
     """
     rows = [{**kind, "profile": rec["request"].get("profile", ""), "final": check.final,
              "warmup_best": check.warmup_best, "ratio": check.ratio,
-             "not_learned": not check.learned}
+             "not_learned": check.failed, "warmup_chosen": not check.applies}
             for rec, kind, check in _checked_runs(records)]
     if not rows:
         return pd.DataFrame()
@@ -104,8 +125,9 @@ def own_rows_table(records: list[dict]) -> pd.DataFrame:
     out = frame.groupby(keys, sort=False).agg(
         seeds=("final", "size"), final=("final", "median"),
         warmup_best=("warmup_best", "median"), ratio=("ratio", "median"),
-        not_learned=("not_learned", "sum")).reset_index()
-    out["not_learned"] = out["not_learned"].astype(int)
+        not_learned=("not_learned", "sum"), warmup_chosen=("warmup_chosen", "sum")
+    ).reset_index()
+    out[["not_learned", "warmup_chosen"]] = out[["not_learned", "warmup_chosen"]].astype(int)
     return out
 
 

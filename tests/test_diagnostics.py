@@ -177,3 +177,20 @@ def test_ordering_summary_counts_agreeing_rows_and_names_the_others():
     assert replication.ordering_summary(order.iloc[:1], "last") == (
         "with the last-epoch models, the authors' ordering holds on 1 of 1 rows")
     assert "no ordering" in replication.ordering_summary(order.iloc[3:], "ema")
+
+
+def test_a_selected_run_that_chose_the_warmup_is_not_a_failure_to_learn():
+    """targeted_select may find on its held-out rows that no adversarial epoch beats the warm-up;
+    its refit then never targets. That is the method's answer, not an implementation that
+    cannot learn its rows, so it is counted apart and withdraws nothing."""
+    chose_warmup = _targeted("targeted_select", 0, [0.3, 0.2, 0.25], 0.5)
+    chose_warmup["history"]["phase"] = [0.0, 0.0, 0.0]
+    check = diagnostics.own_row_learning(chose_warmup)
+    assert not check.applies and not check.failed and not check.learned
+    stuck = _targeted("targeted_select", 1, STUCK, 0.5)
+    assert diagnostics.own_row_learning(stuck).failed
+    assert diagnostics.unlearned_runs([chose_warmup, stuck], "targeted_select", col.PRIOR,
+                                      1024) == (1, 1)
+    table = diagnostics.own_rows_table([chose_warmup, stuck])
+    assert table.loc[0, "seeds"] == 2 and table.loc[0, "not_learned"] == 1
+    assert table.loc[0, "warmup_chosen"] == 1
