@@ -8,6 +8,7 @@ import pandas as pd
 
 from calkit import columns as col
 from calkit.methods import method_label
+from calkit.plots import legend_entries
 
 
 def _pair_label(task: str, set_name: str) -> str:
@@ -125,12 +126,7 @@ def risk_coverage_panels(curves: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("MAE (training std units)", fontsize=8)
-    handles, labels = [], []
-    for ax in axes.flat:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            if label not in labels:
-                handles.append(handle)
-                labels.append(label)
+    handles, labels = legend_entries(axes)
     fig.legend(handles, labels, fontsize=8, ncol=min(len(labels), 7), loc="lower center",
                frameon=False)
     fig.tight_layout(rect=(0, 0.06 if rows > 1 else 0.12, 1, 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -20,6 +22,18 @@ SET_COLORS = {
     col.RELATION: "#9467bd",
     "validation": "#bcbd22",
 }
+
+
+def legend_entries(axes: Any) -> tuple[list, list[str]]:
+    """The legend handles and labels of several panels, each label once, for one figure legend."""
+    handles: list = []
+    labels: list[str] = []
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    return handles, labels
 
 
 def set_color(name: str) -> str:
@@ -609,12 +623,7 @@ def own_row_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None) -
         ax.set_title(f"{col.set_label(target)}, N = {n:,}", fontsize=9)
         ax.set_xlabel("epoch (grey: warm-up)")
     axes[0][0].set_ylabel("smooth-L1 loss on its own N rows")
-    handles, names = [], []
-    for ax in axes[0]:
-        for h, name in zip(*ax.get_legend_handles_labels(), strict=True):
-            if name not in names:
-                handles.append(h)
-                names.append(name)
+    handles, names = legend_entries(axes[0])
     fig.legend(handles, names, fontsize=8, ncol=min(len(names), 3), loc="lower center",
                frameon=False)
     fig.tight_layout(rect=(0, 0.08 + 0.05 * ((len(names) - 1) // 3), 1, 1))
