@@ -235,7 +235,7 @@ def test_coverage_counts_recorded_runs_and_risk_curves_follow_the_ensemble():
                                                       "targeted runs": []}, pd.DataFrame(), [task])
     assert coverage.loc["steels", "benchmark runs"] == "1 / 3"
     assert coverage.loc["steels", "targeted runs"] == "-"
-    assert coverage.loc["steels", "run hours"] == 0.5
+    assert coverage.loc["steels", "run h"] == 0.5
     for seed, level in ((0, 1.0), (1, 3.0)):
         rec = _record("ensemble", seed, task.dataset, {col.COVARIATE: 1.0, "Csplt1": 0.5})
         rec["risk_coverage"] = {col.COVARIATE: {"confident_half": 1, "uncertain_half": 2,

@@ -235,7 +235,7 @@ def benchmark_coverage(records: list[dict], grids: dict[str, list], anchor: pd.D
     Returns:
         Rows = tasks; a ``"recorded / planned"`` column per grid (``"-"`` where the grid plans
         nothing for the task), the number of matbench folds with anchor scores, and the hours
-        of wall time the recorded runs and anchor fits took (each on one core; on a loaded
+        (``run h``, ``anchor h``) of wall time the recorded runs and anchor fits took (each on one core; on a loaded
         machine wall time exceeds CPU time).
     """
     wall = {rec["run_id"]: float(rec.get("wall_seconds") or 0.0) for rec in records}
@@ -250,8 +250,8 @@ def benchmark_coverage(records: list[dict], grids: dict[str, list], anchor: pd.D
             row[name] = f"{len(done)} / {len(planned)}" if planned else "-"
         mine = anchor[anchor["task"] == task.name] if len(anchor) else anchor
         row["anchor folds"] = int(mine["fold"].nunique()) if len(mine) else 0
-        row["run hours"] = round(hours, 2)
-        row["anchor hours"] = round(float(mine["seconds"].sum()) / 3600, 2) if len(mine) else 0.0
+        row["run h"] = round(hours, 2)
+        row["anchor h"] = round(float(mine["seconds"].sum()) / 3600, 2) if len(mine) else 0.0
         rows.append(row)
     return pd.DataFrame(rows).set_index("task")
 
