@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -550,3 +551,46 @@ def test_the_redone_verdicts_no_attack_control_searches_the_same_candidates_with
     asked = {(q.reference.key, q.subject.key) for q in control_questions("select")}
     assert asked == {("targeted_select[attack_epochs=0]", "targeted_select"),
                      ("plain_target", "targeted_select")}
+
+
+def test_targeted_select_resumes_inside_its_search_with_the_same_numbers(tmp_path, monkeypatch):
+    """A targeted_select run fits three candidates and a refit (an hour and more on a CPU); a
+    kill must not lose the finished fits. Each fit keeps its own snapshot: a run killed in its
+    refit resumes there, skips the finished candidates, gives the numbers of a run never
+    stopped, and leaves no snapshot behind."""
+    from calkit.engine import Snapshot
+    from calkit.methods import targeted_select
+    from calkit.methods.registry import MethodInputs
+
+    X, y, sets = label_shifted_regression()
+    cfg = cal_config("cpu", epochs=6, pre_adv_epochs=2, patience=6, ema_start_epoch=2,
+                     progress=False)
+    candidates = targeted_select.TARGETED_CANDIDATES[:2]
+
+    def run(snapshot):
+        inputs = MethodInputs(X=X, y=y, masks=sets, model=small_net(), train=cfg.train,
+                              sal=cfg.sal, target_set="prior", n_target=64, snapshot=snapshot,
+                              settings={"candidates": candidates, "holdout_fraction": 0.2})
+        return targeted_select.run_targeted_select(inputs)
+
+    straight = run(None)
+    snapshot = Snapshot(tmp_path / "run.pt", owner="targeted_select-test")
+    real_fit, fits = targeted_select.fit_cal, []
+
+    def killed_in_refit(*args, **kwargs):
+        fits.append(kwargs["target_set"])
+        if kwargs["target_set"] == "prior":
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(targeted_select, "fit_cal", killed_in_refit)
+    with pytest.raises(KeyboardInterrupt):
+        run(snapshot)
+    assert fits == [targeted_select.FIT, targeted_select.FIT, "prior"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.candidate0.pt", "run.candidate1.pt"]
+    monkeypatch.setattr(targeted_select, "fit_cal", real_fit)
+    resumed = run(snapshot)
+    assert resumed.extra["selection"] == straight.extra["selection"]
+    pd.testing.assert_frame_equal(resumed.history.drop(columns="seconds", errors="ignore"),
+                                  straight.history.drop(columns="seconds", errors="ignore"))
+    assert list(tmp_path.iterdir()) == []

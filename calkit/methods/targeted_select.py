@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from calkit.config import CALConfig, split_overrides, with_fields
+from calkit.engine import Snapshot
 from calkit.methods.cal import fit_cal
 from calkit.methods.finetune import holdout_positions
 from calkit.methods.registry import (
@@ -61,6 +62,20 @@ def candidate_config(train: Any, sal: Any, overrides: tuple[tuple[str, Any], ...
                      with_fields(sal, sal_over))
 
 
+def stage_snapshot(snapshot: Snapshot | None, stage: str) -> Snapshot | None:
+    """The snapshot of one fit of the search (a candidate or the refit), beside the run's.
+
+    A run fits several networks one after another; each keeps its own snapshot, so a killed run
+    resumes in the fit it was in and skips those that finished (a finished fit's snapshot
+    resumes to its end without training).
+    """
+    if snapshot is None:
+        return None
+    path = snapshot.path
+    return Snapshot(path.with_name(f"{path.stem}.{stage}{path.suffix}"),
+                    owner=f"{snapshot.owner}:{stage}", code=snapshot.code)
+
+
 def run_targeted_select(inputs: MethodInputs) -> MethodOutput:
     """Registry run function: search the candidates on held-out rows, then refit the winner."""
     candidates = tuple(tuple(tuple(pair) for pair in c)
@@ -78,7 +93,8 @@ def run_targeted_select(inputs: MethodInputs) -> MethodOutput:
         inputs.fresh_model.load_state_dict(start)
         result = fit_cal(inputs.fresh_model, inputs.X, inputs.y, search_masks,
                          candidate_config(inputs.train, inputs.sal, overrides),
-                         target_set=FIT, n_target=int((~hold).sum()), target_seed=0)
+                         target_set=FIT, n_target=int((~hold).sum()), target_seed=0,
+                         snapshot=stage_snapshot(inputs.snapshot, f"candidate{k}"))
         curve = result.history[f"{HELDOUT}/loss"].to_numpy(float)
         epoch = int(np.nanargmin(curve)) if np.isfinite(curve).any() else -1
         loss = float(curve[epoch]) if epoch >= 0 else math.inf
@@ -93,9 +109,14 @@ def run_targeted_select(inputs: MethodInputs) -> MethodOutput:
     # Exactly the chosen number of epochs: early stopping may not cut the refit shorter.
     config = CALConfig(replace(config.train, epochs=epoch + 1, patience=epoch + 1), config.sal)
     inputs.fresh_model.load_state_dict(start)
+    refit = stage_snapshot(inputs.snapshot, "refit")
     result = fit_cal(inputs.fresh_model, inputs.X, inputs.y, inputs.masks, config,
                      target_set=inputs.target, n_target=inputs.n_target,
-                     target_seed=inputs.target_seed, snapshot=None)
+                     target_seed=inputs.target_seed, snapshot=refit)
+    for stage in [*(f"candidate{k}" for k in range(len(candidates))), "refit"]:
+        done = stage_snapshot(inputs.snapshot, stage)
+        if done is not None:
+            done.path.unlink(missing_ok=True)
     warmup = config.sal.pre_adv_epochs
     extra = {"target_set": result.target_set,
              "target_indices": np.asarray(result.target_indices).tolist(),

@@ -235,8 +235,8 @@ def benchmark_coverage(records: list[dict], grids: dict[str, list], anchor: pd.D
     Returns:
         Rows = tasks; a ``"recorded / planned"`` column per grid (``"-"`` where the grid plans
         nothing for the task), the number of matbench folds with anchor scores, and the hours
-        (``run h``, ``anchor h``) of wall time the recorded runs and anchor fits took (each on one core; on a loaded
-        machine wall time exceeds CPU time).
+        (``run h``, ``anchor h``) of wall time the recorded runs and anchor fits took (each on
+        one core; on a loaded machine wall time exceeds CPU time).
     """
     wall = {rec["run_id"]: float(rec.get("wall_seconds") or 0.0) for rec in records}
     rows = []
