@@ -30,8 +30,7 @@ MATBENCH_SEED = 18012019
 
 AnchorModel = Literal["IRNetRegressor", "CALRegressor", "random forest"]
 MODELS: tuple[AnchorModel, ...] = ("IRNetRegressor", "CALRegressor", "random forest")
-MODEL_LABELS = {"IRNetRegressor": "IR-net (calkit)", "CALRegressor": "CAL (calkit)",
-                "random forest": "random forest (calkit)"}
+MODEL_LABELS = {"IRNetRegressor": "IR-net", "CALRegressor": "CAL", "random forest": "forest"}
 ANCHOR_FORMAT = 1
 
 
@@ -139,24 +138,22 @@ def load_anchor(results_dir: str | Path, tasks: Sequence[MatbenchTask] = TASKS) 
 
 
 def anchor_table(scores: pd.DataFrame, tasks: Sequence[MatbenchTask] = TASKS) -> pd.DataFrame:
-    """Our estimators' fold MAEs beside matbench's leaderboard, one row per task with scores.
+    """Our estimators' fold MAEs beside matbench's leaderboard, one row per task.
 
-    Columns: each calkit model's mean MAE over the folds stored (with the number of folds), then
-    the leaderboard entries of :data:`calkit.matbench.LEADERBOARD`, all in the task's unit.
+    Rows: ``"<task> (<unit>)"`` for every task of ``tasks``; columns: ``("calkit", model)``, the
+    mean MAE over the folds stored (NaN where none is), and ``("leaderboard", entry)`` for the
+    entries of :data:`calkit.matbench.LEADERBOARD`, all in the task's unit.
     """
-    if not len(scores):
-        return pd.DataFrame()
-    rows = []
+    rows = {}
     for task in tasks:
-        mine = scores[scores["task"] == task.name]
-        if not len(mine):
-            continue
-        row: dict[str, Any] = {"task": task.name, "unit": task.unit or "-"}
+        mine = scores[scores["task"] == task.name] if len(scores) else scores
+        row: dict[tuple[str, str], float] = {}
         for model in MODELS:
-            part = mine[mine["model"] == model]["mae"]
-            row[MODEL_LABELS[model]] = part.mean() if len(part) else np.nan
-        row["folds"] = int(mine["fold"].nunique())
-        row.update({f"{name} (leaderboard)": value
+            part = mine[mine["model"] == model]["mae"] if len(mine) else pd.Series(dtype=float)
+            row[("calkit", MODEL_LABELS[model])] = part.mean() if len(part) else np.nan
+        row.update({("leaderboard", name): value
                     for name, value in LEADERBOARD[task.name].items()})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("task")
+        rows[f"{task.name} ({task.unit or 'unitless'})"] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table.rename_axis("task")

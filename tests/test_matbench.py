@@ -198,12 +198,15 @@ def test_anchor_table_sets_our_fold_maes_beside_the_leaderboard(tmp_path):
     anchor.write_anchor(rows, anchor.anchor_path(tmp_path, jdft2d), epochs=3)
     scores = anchor.load_anchor(tmp_path)
     assert set(scores["task"]) == {"steels"}
-    table = anchor.anchor_table(scores)
-    assert list(table.index) == ["steels"]
-    assert table.loc["steels", "IR-net (calkit)"] == pytest.approx(120.5)
-    assert table.loc["steels", "random forest (calkit)"] == pytest.approx(100.5)
-    assert np.isnan(table.loc["steels", "CAL (calkit)"]) and table.loc["steels", "folds"] == 2
-    assert table.loc["steels", "CrabNet (leaderboard)"] == pytest.approx(107.316)
+    table = anchor.anchor_table(scores, [steels, jdft2d])
+    assert list(table.index) == ["steels (MPa)", "jdft2d (meV/atom)"]
+    row = table.loc["steels (MPa)"]
+    assert row[("calkit", "IR-net")] == pytest.approx(120.5)
+    assert row[("calkit", "forest")] == pytest.approx(100.5)
+    assert np.isnan(row[("calkit", "CAL")])
+    assert row[("leaderboard", "CrabNet")] == pytest.approx(107.316)
+    # jdft2d's scores were a shortened quick look: the leaderboard only.
+    assert np.isnan(table.loc["jdft2d (meV/atom)", ("calkit", "IR-net")])
     coverage = benchmark.benchmark_coverage([], {"benchmark runs": []}, scores, [steels, jdft2d])
     assert coverage.loc["steels", "anchor folds"] == 2
     assert coverage.loc["jdft2d", "anchor folds"] == 0
