@@ -176,11 +176,17 @@ def test_targeted_comparison_pairs_the_two_targeted_methods_by_seed_per_task():
             rec = _record(method, seed, task.dataset, {tail: loss + 0.002 * seed, "Csplt1": 0.1})
             rec["request"].update(target_set=tail, n_target=64)
             rec["run_id"] += method
+            if method == "targeted_select":
+                # seed 0 ends above its warm-up best on its own rows; seed 1 chose the warm-up
+                end = {0: [0.5, 0.4, 0.45, 0.6], 1: [0.5, 0.4]}.get(seed, [0.5, 0.4, 0.2, 0.1])
+                rec["history"] = {"phase": [0, 0, 1, 1][:len(end)], f"{tail}_target/loss": end}
             records.append(rec)
     table = benchmark.targeted_versus_finetune(records, range(5), [task])
     row = table.loc["expt_gap"]
     assert row["n_pairs"] == 5 and row["set"] == tail
     assert row["rel"] == pytest.approx(-0.25, abs=0.01) and row["side"] == -1
+    assert (row["not_learned"], row["warmup_chosen"]) == (1, 1)
+    assert row["own_row_ratio"] == pytest.approx(0.25)  # median of 1.5, 1.0, 0.25, 0.25, 0.25
     assert benchmark.targeted_versus_finetune(records, range(5), [TASKS[1]]).empty
 
 

@@ -101,6 +101,34 @@ def test_ablation_and_claims_tables():
     assert row["n"] == 3
 
 
+def test_targeted_claims_move_to_the_superseding_runs_only_at_as_many_seeds():
+    """The redone verdict: targeted_select answers the paper's targeted claim once it covers
+    as many seeds as the cpu-recipe runs it supersedes, never on fewer."""
+    from calkit.methods import get_method
+
+    assert get_method("targeted_select").supersedes == "targeted"
+    records = []
+    for s in range(3):
+        records.append(_record("finetune", s, {col.PRIOR: 0.10 + 0.001 * s}, col.PRIOR, 1024))
+        records.append(_record("targeted", s, {col.PRIOR: 0.50 + 0.002 * s}, col.PRIOR, 1024))
+    for s in range(2):
+        records.append(_record("targeted_select", s, {col.PRIOR: 0.05 + 0.001 * s},
+                               col.PRIOR, 1024))
+
+    def prior_claim(recs):
+        table = reporting.claims_table(recs)
+        (label,) = [c for c in table.index if col.set_label(col.PRIOR) in c and "N=1024" in c]
+        return label, table.loc[label]
+
+    label, old = prior_claim(records)
+    assert label.startswith("targeted CAL vs") and old["estimate"] > 3  # the old runs, 3 seeds
+    records.append(_record("targeted_select", 2, {col.PRIOR: 0.052}, col.PRIOR, 1024))
+    label, row = prior_claim(records)
+    assert label.startswith("targeted CAL (recipe chosen") and row["estimate"] < 0
+    assert row["n"] == 3 and row["paper_change"] == old["paper_change"]  # the paper's value stays
+    assert np.isfinite(row["paper_change"])
+
+
 def test_validation_row_uses_the_clean_splits_too():
     losses = {col.TRAIN: 0.01, col.PRIOR: 0.2, **{name: 0.05 for name in col.CLEAN_SPLITS}}
     frame = reporting.metrics_frame([_record("cal", 0, losses)])

@@ -25,6 +25,7 @@ from calkit.methods.registry import (
     paper_table_methods,
     paper_table_subjects,
     register,
+    successor,
 )
 
 FAMILY_MODULES = ("plain", "cal", "finetune", "controls", "targeted_select", "baselines")
@@ -34,4 +35,4 @@ for _module in FAMILY_MODULES:
 __all__ = ["PAPER_TABLES", "REGISTRY", "ControlQuestion", "Method", "MethodInputs", "MethodOutput",
            "PaperTable", "Variant", "control_questions", "get_method", "method_label",
            "method_names", "methods_of_kind", "paper_table_methods", "paper_table_subjects",
-           "register"]
+           "register", "successor"]

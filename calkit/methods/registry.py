@@ -145,6 +145,9 @@ class Method:
             hyperparameters), passed to its run function as :attr:`MethodInputs.settings` and
             part of the run identity (as ``method_settings``) when non-empty.
         kind: :data:`MethodKind`: ``method``, ``control`` or ``baseline``.
+        supersedes: A method with paper rows whose claims this method's runs answer instead,
+            on each target and N where they cover at least as many seeds
+            (:func:`calkit.reporting.comparisons.claim_subject`); "" for none.
     """
 
     name: str
@@ -162,6 +165,7 @@ class Method:
     paper_rows: tuple[PaperTableName, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     kind: MethodKind = "method"
+    supersedes: str = ""
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -254,6 +258,14 @@ PAPER_TABLES: Mapping[str, PaperTable] = MappingProxyType({
 def paper_table_methods(table: PaperTableName) -> tuple[str, ...]:
     """The registered methods with rows in one of the paper's tables, in registration order."""
     return tuple(name for name, method in _REGISTRY.items() if table in method.paper_rows)
+
+
+def successor(name: str) -> str:
+    """The registered method that supersedes ``name`` (:attr:`Method.supersedes`), or ""."""
+    found = [m.name for m in _REGISTRY.values() if m.supersedes == name]
+    if len(found) > 1:
+        raise ValueError(f"methods {found} all supersede {name!r}; at most one may.")
+    return found[0] if found else ""
 
 
 def paper_table_subjects(table: PaperTableName) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from calkit import columns as col
 from calkit import stats
+from calkit.diagnostics import own_row_learning
 from calkit.matbench import TARGETED_N, TARGETED_SET, TASKS, MatbenchTask
 from calkit.methods import method_label
 from calkit.reporting.baselines_chapter import (
@@ -305,7 +306,8 @@ def targeted_versus_finetune(records: list[dict], seeds: Iterable[int],
     Both methods get the same N rows of the task's target set and choose on the same held-out
     fifth of them; each is scored on the rest of the set. Rows: tasks with records of both; the
     mean losses, the paired relative change of targeted CAL against fine-tuning with its 95 %
-    interval, and Holm's correction across the tasks (one family), judged by the one rule.
+    interval, and Holm's correction across the tasks (one family), judged by the one rule; and
+    whether targeted CAL learned the rows it was handed (:func:`_own_row_summary`).
     """
     seeds = list(seeds)
     methods = ("targeted_select", "finetune")
@@ -323,13 +325,31 @@ def targeted_versus_finetune(records: list[dict], seeds: Iterable[int],
             continue
         rows.append({"task": task.name, "set": name,
                      "fine-tuning": summary_stats(summary, finetune, name)[0],
-                     "targeted CAL": summary_stats(summary, select, name)[0], **found})
+                     "targeted CAL": summary_stats(summary, select, name)[0], **found,
+                     **_own_row_summary([r for r in kept
+                                         if r["request"]["method"] == methods[0]])})
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows).set_index("task")
     table["p_holm"] = stats.holm(table["p_value"].to_numpy())
     table["side"] = stats.resolved_side(table["rel_low"], table["rel_high"], table["p_holm"])
     return table
+
+
+def _own_row_summary(records: list[dict]) -> dict[str, float | int]:
+    """Targeted runs' own-row check: median ratio, runs not learned, runs that chose the warm-up.
+
+    ``own_row_ratio`` is the median over runs of the loss on the N rows at the end over its
+    warm-up best (below 1: learned); ``not_learned`` counts runs that targeted and ended at or
+    above it (:attr:`calkit.diagnostics.OwnRowLearning.failed`); ``warmup_chosen`` counts runs
+    whose held-out fifth chose a warm-up epoch, so they never targeted.
+    """
+    checks = [c for c in map(own_row_learning, records) if c is not None]
+    if not checks:
+        return {"own_row_ratio": np.nan, "not_learned": 0, "warmup_chosen": 0}
+    return {"own_row_ratio": float(np.median([c.ratio for c in checks])),
+            "not_learned": sum(c.failed for c in checks),
+            "warmup_chosen": sum(not c.applies for c in checks)}
 
 
 def _task_sets(task: MatbenchTask) -> tuple[str, ...]:

@@ -26,12 +26,13 @@ from calkit.methods import (
     method_label,
     methods_of_kind,
     paper_table_subjects,
+    successor,
 )
 from calkit.methods.controls import FULL_BUDGET_TARGETED as _FULL_BUDGET
 from calkit.methods.controls import LITERAL_TARGETED as _LITERAL
 from calkit.methods.registry import ControlFamily
 from calkit.reporting.paper import paper_change
-from calkit.reporting.records import VALIDATION, RunKey, ood_sets_of, targeted_pairs
+from calkit.reporting.records import VALIDATION, RunKey, as_records, ood_sets_of, targeted_pairs
 
 ComparisonFamily = Literal["base", "targeted", "ablation", "controls", "budget", "select",
                            "dataset"]
@@ -170,16 +171,42 @@ def dataset_comparisons(records: list[dict]) -> list[Comparison]:
     return out + _targeted_comparisons(records, "dataset", with_paper=False)
 
 
+def claim_subject(records: list[dict], subject: str, target: str, n: int) -> str:
+    """The method whose runs answer ``subject``'s claim on ``(target, n)``.
+
+    The method that supersedes ``subject`` in the registry (:attr:`Method.supersedes`) once its
+    runs on that target and N (without overrides) cover at least as many seeds as
+    ``subject``'s, so that the switch never answers a claim on fewer seeds; else ``subject``.
+    One rule for every claim, decided here.
+    """
+    newer = successor(subject)
+    if not newer:
+        return subject
+
+    def seeds(method: str) -> int:
+        return len({r.seed for r in as_records(records) if r.method == method
+                    and r.target_set == target and r.n_target == n and not r.has_overrides})
+
+    return newer if seeds(newer) and seeds(newer) >= seeds(subject) else subject
+
+
 def _targeted_comparisons(records: list[dict], family: ComparisonFamily,
                           with_paper: bool) -> list[Comparison]:
-    """The targeted table's methods against its reference on every target and N of the records."""
+    """The targeted table's methods against its reference on every target and N of the records.
+
+    With ``with_paper`` (the paper's claims), each claim reads :func:`claim_subject`'s runs and
+    keeps the paper's value for the method it names.
+    """
     reference = PAPER_TABLES["targeted"].reference
-    return [Comparison(f"{_versus(subject, 'targeted')} on {col.set_label(target)}, N={n}",
-                       RunKey(reference, target, n), RunKey(subject, target, n), target,
-                       paper_change(reference, subject, target, target, n) if with_paper
-                       else np.nan, family)
-            for target, n in targeted_pairs(records)
-            for subject in paper_table_subjects("targeted")]
+    out = []
+    for target, n in targeted_pairs(records):
+        for subject in paper_table_subjects("targeted"):
+            runs = claim_subject(records, subject, target, n) if with_paper else subject
+            out.append(Comparison(f"{_versus(runs, 'targeted')} on {col.set_label(target)}, N={n}",
+                                  RunKey(reference, target, n), RunKey(runs, target, n), target,
+                                  paper_change(reference, subject, target, target, n)
+                                  if with_paper else np.nan, family))
+    return out
 
 
 def keyed_frame(frame: pd.DataFrame) -> pd.DataFrame:
