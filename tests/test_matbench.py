@@ -157,7 +157,7 @@ def test_leaderboard_names_the_best_method_its_ties_and_counts_ranks():
                                                          names=["task", "set"]))
     lines = benchmark.benchmark_answer(board, flags)
     assert lines[-1].endswith("AUROC (0.5 is chance) of steels 0.60-0.90, by task.")
-    assert lines[0].startswith("On 2 of 2 task-shift pairs the random forest")
+    assert lines[0].startswith("On 2 of 2 task-shift pairs (1 task) the random forest")
     assert "CAL has a resolved lower loss than the IR-net on 0 of 2" in lines[1]
     grid = benchmark.relative_change_grid(board)
     assert set(grid.columns) == {"rf", "cal"}
@@ -185,8 +185,11 @@ def test_targeted_comparison_pairs_the_two_targeted_methods_by_seed_per_task():
     row = table.loc["expt_gap"]
     assert row["n_pairs"] == 5 and row["set"] == tail
     assert row["rel"] == pytest.approx(-0.25, abs=0.01) and row["side"] == -1
-    assert (row["not_learned"], row["warmup_chosen"]) == (1, 1)
+    assert (row["own_row_runs"], row["not_learned"], row["warmup_chosen"]) == (5, 1, 1)
     assert row["own_row_ratio"] == pytest.approx(0.25)  # median of 1.5, 1.0, 0.25, 0.25, 0.25
+    line = benchmark._targeted_answer(table)  # the last line of benchmark_answer(..., targeted=)
+    assert "resolved lower on 1 (expt_gap), resolved higher on 0" in line
+    assert "failed to learn its rows in 1 of 5 runs and chose not to target in 1" in line
     assert benchmark.targeted_versus_finetune(records, range(5), [TASKS[1]]).empty
 
 

@@ -257,21 +257,26 @@ def benchmark_coverage(records: list[dict], grids: dict[str, list], anchor: pd.D
     return pd.DataFrame(rows).set_index("task")
 
 
-def benchmark_answer(board: pd.DataFrame, flags: pd.DataFrame | None = None) -> list[str]:
+def benchmark_answer(board: pd.DataFrame, flags: pd.DataFrame | None = None,
+                     targeted: pd.DataFrame | None = None) -> list[str]:
     """The chapter's answer, written from the leaderboard (empty before any record).
 
     How often the random forest is best or tied with the best method; where CAL, the deep
-    ensemble and Balanced MSE are resolved against the IR-net; and, given
-    :func:`task_flag_auroc`, how well the ensemble's spread flags each task's shifts.
+    ensemble and Balanced MSE are resolved against the IR-net; given :func:`task_flag_auroc`,
+    how well the ensemble's spread flags each task's shifts; and given
+    :func:`targeted_versus_finetune`, where targeted CAL is resolved against fine-tuning and
+    whether it learned its rows.
     """
     if not len(board):
         return []
     ood = board[board.index.get_level_values("set") != VALIDATION]
     pairs = ood.groupby(level=["task", "set"]).ngroups
+    n_tasks = ood.index.get_level_values("task").nunique()
     lines = []
     if FOREST in ood.index.get_level_values("method"):
         forest = ood.xs(FOREST, level="method")
-        lines.append(f"On {int(forest['tied_best'].sum())} of {pairs} task-shift pairs the random "
+        lines.append(f"On {int(forest['tied_best'].sum())} of {pairs} task-shift pairs "
+                     f"({n_tasks} task{'s' if n_tasks != 1 else ''}) the random "
                      "forest is the best method or tied with it (its paired interval against "
                      "the best includes zero).")
     judged = pd.concat({task: versus_baseline_verdicts(ood.loc[task])
@@ -294,7 +299,23 @@ def benchmark_answer(board: pd.DataFrame, flags: pd.DataFrame | None = None) -> 
                           zip(by_task.min().index, by_task.min(), by_task.max(), strict=True))
         lines.append("The deep ensemble's spread tells a shift's rows from validation rows with "
                      f"an AUROC (0.5 is chance) of {spans}, by task.")
+    if targeted is not None and len(targeted):
+        lines.append(_targeted_answer(targeted))
     return lines
+
+
+def _targeted_answer(targeted: pd.DataFrame) -> str:
+    """One sentence on :func:`targeted_versus_finetune`: resolved sides and the own-row check."""
+    side = targeted["side"]
+    lower = [str(t) for t in side.index[side < 0]]
+    higher = [str(t) for t in side.index[side > 0]]
+    runs = int(targeted["own_row_runs"].sum())
+    return (f"Targeted CAL against fine-tuning on each task's high tail (N = {TARGETED_N} rows; "
+            f"{len(targeted)} tasks, Holm across them): resolved lower on {len(lower)}"
+            + (f" ({', '.join(lower)})" if lower else "")
+            + f", resolved higher on {len(higher)}" + (f" ({', '.join(higher)})" if higher else "")
+            + f"; it failed to learn its rows in {int(targeted['not_learned'].sum())} of {runs} "
+            f"runs and chose not to target in {int(targeted['warmup_chosen'].sum())}.")
 
 
 def targeted_versus_finetune(records: list[dict], seeds: Iterable[int],
@@ -337,18 +358,19 @@ def targeted_versus_finetune(records: list[dict], seeds: Iterable[int],
 
 
 def _own_row_summary(records: list[dict]) -> dict[str, float | int]:
-    """Targeted runs' own-row check: median ratio, runs not learned, runs that chose the warm-up.
+    """Targeted runs' own-row check: median ratio, runs checked, not learned, chose the warm-up.
 
-    ``own_row_ratio`` is the median over runs of the loss on the N rows at the end over its
-    warm-up best (below 1: learned); ``not_learned`` counts runs that targeted and ended at or
-    above it (:attr:`calkit.diagnostics.OwnRowLearning.failed`); ``warmup_chosen`` counts runs
-    whose held-out fifth chose a warm-up epoch, so they never targeted.
+    ``own_row_ratio`` is the median over the ``own_row_runs`` runs of the loss on the N rows
+    at the end over its warm-up best (below 1: learned); ``not_learned`` counts runs that
+    targeted and ended at or above it (:attr:`calkit.diagnostics.OwnRowLearning.failed`);
+    ``warmup_chosen`` counts runs whose held-out fifth chose a warm-up epoch, so they never
+    targeted.
     """
     checks = [c for c in map(own_row_learning, records) if c is not None]
     if not checks:
-        return {"own_row_ratio": np.nan, "not_learned": 0, "warmup_chosen": 0}
+        return {"own_row_ratio": np.nan, "own_row_runs": 0, "not_learned": 0, "warmup_chosen": 0}
     return {"own_row_ratio": float(np.median([c.ratio for c in checks])),
-            "not_learned": sum(c.failed for c in checks),
+            "own_row_runs": len(checks), "not_learned": sum(c.failed for c in checks),
             "warmup_chosen": sum(not c.applies for c in checks)}
 
 
