@@ -628,3 +628,43 @@ def own_row_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None) -
                frameon=False)
     fig.tight_layout(rect=(0, 0.08 + 0.05 * ((len(names) - 1) // 3), 1, 1))
     return fig
+
+
+def fit_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
+    """Loss per epoch on the training rows and on validation: one panel each, a colour per run.
+
+    Args:
+        curves: :func:`calkit.replication.fit_curves` (``run, seed, epoch, measure, loss,
+            warmup_epochs``).
+        labels: ``run -> legend label`` (default: the run key).
+
+    Returns:
+        A figure: the median over seeds as a thick line per run, each seed as a thin line of
+        the same colour, the warm-up of the runs that have one shaded, the loss on a log scale.
+    """
+    labels = labels or {}
+    measures = list(dict.fromkeys(curves["measure"])) if len(curves) else []
+    fig, axes = plt.subplots(1, max(len(measures), 1), figsize=(4.6 * max(len(measures), 1), 3.6),
+                             sharex=True, squeeze=False)
+    runs = list(dict.fromkeys(curves["run"])) if len(curves) else []
+    for ax, measure in zip(axes[0], measures, strict=False):
+        part = curves[curves["measure"] == measure]
+        for k, run in enumerate(runs):
+            rows = part[part["run"] == run]
+            for _, seed_rows in rows.groupby("seed"):
+                ax.plot(seed_rows["epoch"], seed_rows["loss"], lw=0.6, alpha=0.35, color=f"C{k}")
+            median = rows.groupby("epoch")["loss"].median()
+            ax.plot(median.index, median.to_numpy(), lw=1.8, color=f"C{k}",
+                    label=labels.get(run, run))
+        warm = part["warmup_epochs"].max()
+        if warm:
+            ax.axvspan(0.5, warm + 0.5, color="#eeeeee", zorder=0, label="CAL's warm-up")
+        ax.set_yscale("log")
+        ax.set_title(measure, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("smooth-L1 loss (raw model)")
+    handles, names = legend_entries(axes[0])
+    fig.legend(handles, names, fontsize=8, ncol=max(len(names), 1), loc="lower center",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig

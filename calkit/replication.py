@@ -11,6 +11,7 @@ over seeds of calkit's records of the same method, target and model, and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 
 import numpy as np
@@ -171,3 +172,91 @@ def ordering_summary(order: pd.DataFrame, model: str) -> str:
 def _short_label(set_name: str) -> str:
     label = col.set_label(set_name)
     return label.split(" (")[0]
+
+
+FIT_PAIR = ("baseline", "cal")
+"""The pair whose fit to the training rows :func:`fit_table` compares: the IR-net and base CAL."""
+
+
+def fit_table(profiles: Mapping[str, list[dict]], model: str = "ema") -> pd.DataFrame:
+    """How well base CAL fits its training rows against the IR-net: the authors' log and ours.
+
+    The adversarial phase costs CAL some fit to the rows it trains on (the authors' log: its
+    EMA training loss is several times the IR-net's), a cost the OOD sets repay or not. If our
+    CAL under the authors' settings pays a much larger cost than theirs, it is not their CAL,
+    and the ordering of the two methods on the other sets cannot be read as a test of it.
+
+    Args:
+        profiles: ``profile name -> records`` (e.g. ``authors``, ``cpu``).
+        model: ``"ema"`` or ``"last"`` (:data:`MODEL_METRICS`).
+
+    Returns:
+        One row per source (``authors' log`` first, then each profile): the IR-net's and CAL's
+        training loss, CAL's over the IR-net's on the training rows and on validation, and the
+        seeds (the fewer of the two methods; NaN for the log).
+    """
+    log = authors_log()
+    log = log[log["model"] == model]
+
+    def logged(method: str, set_name: str) -> float:
+        hit = log[(log["method"] == method) & (log["target_set"] == "") & (log["set"] == set_name)]
+        return float(hit["loss"].iloc[0]) if len(hit) else np.nan
+
+    def row(source: str, loss, seeds: float) -> dict:
+        ir, cal = (loss(m, col.TRAIN) for m in FIT_PAIR)
+        return {"source": source, "IR-net training": ir, "CAL training": cal,
+                "CAL / IR-net, training": cal / ir,
+                "CAL / IR-net, validation": loss(FIT_PAIR[1], VALIDATION)
+                / loss(FIT_PAIR[0], VALIDATION), "seeds": seeds}
+
+    rows = [row("authors' log", logged, np.nan)]
+    for name, records in profiles.items():
+        def ours(method: str, set_name: str, records=records) -> float:
+            values = _our_losses(records, method, "", 0, model, set_name)
+            values = values[np.isfinite(values)]
+            return float(values.mean()) if len(values) else np.nan
+
+        seeds = min(len(_our_losses(records, m, "", 0, model, col.TRAIN)) for m in FIT_PAIR)
+        if seeds:
+            rows.append(row(name, ours, seeds))
+    return pd.DataFrame(rows).set_index("source")
+
+
+def fit_curves(records: list[dict]) -> pd.DataFrame:
+    """Per-epoch loss of the IR-net and base CAL runs on their training rows and on validation.
+
+    Columns: ``run, seed, epoch, measure`` (``training rows`` or ``validation``), ``loss`` (the
+    raw model's, as the history logs it) and ``warmup_epochs`` (CAL's plain epochs; 0 for the
+    IR-net).
+    """
+    rows = []
+    for rec in records:
+        req = rec["request"]
+        if req["method"] not in FIT_PAIR or req.get("target_set") or req.get("overrides"):
+            continue
+        history = rec.get("history") or {}
+        warmup = int(sum(p == 0 for p in history.get("phase", [])))
+        for measure, key in (("training rows", f"{col.TRAIN}/loss"), ("validation", "val_loss")):
+            for epoch, loss in enumerate(history.get(key, [])):
+                rows.append({"run": req["method"], "seed": req["seed"], "epoch": epoch + 1,
+                             "measure": measure, "loss": loss, "warmup_epochs": warmup})
+    return pd.DataFrame(rows)
+
+
+def fit_summary(table: pd.DataFrame, profile: str = "authors") -> str:
+    """One clause on :func:`fit_table`: CAL's training loss over the IR-net's, ours and theirs.
+
+    E.g. ``"under their settings our CAL's loss on its own training rows is 13.7 times the
+    IR-net's, in their log 5.5 times, outside the factor 1.5 ..."``, judged against
+    :data:`WITHIN_FACTOR` (the replication's declared goal); empty when ``profile`` has no row.
+    """
+    key = "CAL / IR-net, training"
+    if profile not in table.index or "authors' log" not in table.index:
+        return ""
+    ours, theirs = table.loc[profile, key], table.loc["authors' log", key]
+    text = (f"under their settings our CAL's loss on its own training rows is {ours:.1f} times "
+            f"the IR-net's, in their log {theirs:.1f} times")
+    if 1 / WITHIN_FACTOR <= ours / theirs <= WITHIN_FACTOR:
+        return text + f" (within the factor {WITHIN_FACTOR:g} the replication aims at)"
+    return text + (f", outside the factor {WITHIN_FACTOR:g} the replication aims at: our CAL "
+                   "under their settings is not yet theirs")

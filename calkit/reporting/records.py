@@ -126,6 +126,11 @@ class Record:
         return self.request.get("protocol", "paper")
 
     @property
+    def model_preset(self) -> str | None:
+        """The model preset the request chose over its profile's (``None``: the profile's)."""
+        return self.request.get("model_preset")
+
+    @property
     def sets_seed(self) -> int:
         """The seed of the OOD set construction."""
         return self.request.get("sets_seed", DEFAULT_SETS_SEED)
@@ -177,16 +182,17 @@ def run_label(method: str, target: str, n_target: int) -> str:
 # ------------------------------------------------------------------ selecting records
 def select_records(records: list[dict], protocol: Protocol = "clean",
                    sets_seed: int = DEFAULT_SETS_SEED, target_seed: int = DEFAULT_TARGET_SEED,
-                   dataset: str = "mp2019") -> list[dict]:
-    """The records of one data set, protocol, set-construction seed and target draw.
+                   dataset: str = "mp2019", model_preset: str | None = None) -> list[dict]:
+    """The records of one data set, protocol, set-construction seed, target draw and network.
 
-    Tables pool seeds of the same method; records of other data sets, protocols or set and
-    target draws are other experiments and are never pooled with them.
+    Tables pool seeds of the same method; records of other data sets, protocols, set and
+    target draws or model presets (e.g. the paper's network under the ``authors`` profile,
+    ``grids/authors_paper.yaml``) are other experiments and are never pooled with them.
     """
     return [r for r, rec in zip(records, as_records(records), strict=True)
             if rec.dataset == dataset and rec.target_column is None
             and rec.protocol == protocol and rec.sets_seed == sets_seed
-            and rec.target_seed == target_seed]
+            and rec.target_seed == target_seed and rec.model_preset == model_preset]
 
 
 def records_of_runs(records: list[dict], run_ids: Iterable[str]) -> list[dict]:
