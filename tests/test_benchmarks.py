@@ -56,7 +56,8 @@ def test_gpu_check_dry_run_exercises_every_step_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     steps = [line.split("\t") for line in (tmp_path / "steps.tsv").read_text().splitlines()[1:]]
     assert [(name, rc) for name, rc, _ in steps] == [
-        ("gpu_info", "0"), ("device_tests", "0"), ("epoch_time", "0"), ("sweep", "0")]
+        ("gpu_info", "0"), ("device_tests", "0"), ("epoch_time", "0"),
+        ("sweep_authors_paper", "0"), ("sweep_paper_short", "0")]
     timing = json.loads((tmp_path / "epoch_time.json").read_text())
     assert timing["device"] == "cpu" and timing["plain_epoch_s"] > 0
     assert timing["cal_adversarial_epoch_s"] > 0
@@ -65,7 +66,9 @@ def test_gpu_check_dry_run_exercises_every_step_on_cpu(tmp_path):
     assert timing["targeted_256_epoch_s"] > 0
     assert timing["targeted_1024_over_cal"] > 1.5
     assert "passed" in (tmp_path / "device_tests.log").read_text()
-    assert "todo   cal-" in (tmp_path / "sweep.log").read_text()
+    assert "todo   cal-" in (tmp_path / "sweep_paper_short.log").read_text()
+    # the replication at the paper's network size comes first (results chapter)
+    assert "model_preset='paper'" in (tmp_path / "sweep_authors_paper.log").read_text()
     assert (tmp_path / "summary.txt").read_text().rstrip().endswith("gpu_check: OK")
 
 
