@@ -260,3 +260,60 @@ def fit_summary(table: pd.DataFrame, profile: str = "authors") -> str:
         return text + f" (within the factor {WITHIN_FACTOR:g} the replication aims at)"
     return text + (f", outside the factor {WITHIN_FACTOR:g} the replication aims at: our CAL "
                    "under their settings is not yet theirs")
+
+
+JUMP_WINDOW = (12, 20)
+"""Adversarial epochs (1-based, inclusive) over which :func:`adversarial_jump` averages: after the
+first adversarial epoch, within the 20-epoch probe (``grids/authors_paper_probe.yaml``)."""
+
+
+def adversarial_jump(records: list[dict]) -> pd.DataFrame:
+    """How much the adversarial phase lifts base CAL's loss on its own training rows, per run.
+
+    The jump is the mean loss on the training rows over :data:`JUMP_WINDOW` divided by that
+    loss at the last warm-up epoch (the history's ``phase == 0`` epochs), so runs of any
+    budget of at least ``JUMP_WINDOW[1]`` epochs compare alike.
+
+    Returns:
+        One row per base-CAL run: ``parameters`` (the network's), ``seed``, ``epochs`` and
+        ``jump``; empty when no run is long enough.
+    """
+    first, last = JUMP_WINDOW
+    rows = []
+    for rec in records:
+        req = rec["request"]
+        history = rec.get("history") or {}
+        if req["method"] != FIT_PAIR[1] or req.get("target_set") or req.get("overrides"):
+            continue
+        train = np.asarray(history.get(f"{col.TRAIN}/loss", []), float)
+        warmup = int(sum(p == 0 for p in history.get("phase", [])))
+        if not warmup or len(train) < last or warmup >= first:
+            continue
+        rows.append({"parameters": int(rec.get("n_parameters") or 0), "seed": req["seed"],
+                     "epochs": len(train),
+                     "jump": float(train[first - 1:last].mean() / train[warmup - 1])})
+    return pd.DataFrame(rows, columns=["parameters", "seed", "epochs", "jump"])
+
+
+def jump_reading(jumps: pd.DataFrame) -> str:
+    """The probe's declared reading of :func:`adversarial_jump`, largest network against smallest.
+
+    Medians over seeds. Below half the smaller network's jump: the network size is a large part
+    of the gap; within :data:`WITHIN_FACTOR` of it: it is not; in between: not decided. Empty
+    with fewer than two network sizes.
+    """
+    by_size = jumps.groupby("parameters")["jump"].agg(["median", "size"]).sort_index()
+    if len(by_size) < 2:
+        return ""
+    small, large = by_size.iloc[0], by_size.iloc[-1]
+    ratio = large["median"] / small["median"]
+    if ratio < 0.5:
+        verdict = "the network size is a large part of the gap"
+    elif 1 / WITHIN_FACTOR <= ratio <= WITHIN_FACTOR:
+        verdict = "the network size does not explain the gap"
+    else:
+        verdict = "not decided by the declared rule"
+    return (f"the adversarial jump is {large['median']:.2f} on the "
+            f"{by_size.index[-1] / 1e6:.2f} M-parameter network ({int(large['size'])} seed"
+            f"{'s' if large['size'] != 1 else ''}) against {small['median']:.2f} on the "
+            f"{by_size.index[0] / 1e6:.2f} M one ({int(small['size'])}): {verdict}")

@@ -230,3 +230,25 @@ def test_fit_table_sets_cals_training_fit_beside_the_authors_log():
     assert curves.loc[curves["run"] == "cal", "warmup_epochs"].eq(1).all()
     assert curves.loc[curves["run"] == "baseline", "warmup_epochs"].eq(0).all()
     assert len(curves) == 5 * 2 * 3
+
+
+def test_adversarial_jump_reads_the_first_adversarial_epochs_against_the_last_warmup_epoch():
+    def cal(seed, train, n_parameters, method="cal"):
+        return {"request": {"method": method, "seed": seed, "target_set": None, "overrides": []},
+                "n_parameters": n_parameters,
+                "history": {"train/loss": train, "phase": [0] * 10 + [1] * (len(train) - 10)}}
+    warm = list(np.linspace(0.05, 0.01, 10))
+    records = [cal(0, warm + [0.05] + [0.03] * 9, 480_000),            # 20 epochs: the probe
+               cal(1, warm + [0.05] + [0.02] * 9 + [0.001] * 40, 5_850_000),  # later epochs unread
+               cal(2, warm + [0.03] * 5, 480_000),                      # too short to read
+               cal(3, warm + [0.03] * 10, 480_000, method="baseline")]  # not base CAL
+    jumps = replication.adversarial_jump(records)
+    assert list(jumps["seed"]) == [0, 1]
+    assert jumps["jump"].tolist() == pytest.approx([3.0, 2.0])  # epochs 12-20 over epoch 10
+    assert jumps["parameters"].tolist() == [480_000, 5_850_000]
+    assert replication.jump_reading(jumps) == (
+        "the adversarial jump is 2.00 on the 5.85 M-parameter network (1 seed) against 3.00 on "
+        "the 0.48 M one (1): the network size does not explain the gap")
+    assert replication.jump_reading(jumps.iloc[:1]) == ""
+    halved = jumps.assign(jump=[3.0, 1.2])
+    assert replication.jump_reading(halved).endswith("a large part of the gap")
