@@ -357,6 +357,27 @@ def targeted_versus_finetune(records: list[dict], seeds: Iterable[int],
     return table
 
 
+def display_targeted(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`targeted_versus_finetune` narrow enough for the page's content column.
+
+    Columns: both methods' mean losses, targeted CAL's change against fine-tuning with its 95 %
+    interval, the Holm-adjusted p, and the own-row check as ``ratio (not learned of runs)``,
+    with the runs that chose the warm-up added where there are any.
+    """
+    if table.empty:
+        return pd.DataFrame()
+    own = [f"{r:.3g} ({n} of {k}" + (f"; {w} warm-up" if w else "") + ")"
+           for r, n, k, w in zip(table["own_row_ratio"], table["not_learned"],
+                                 table["own_row_runs"], table["warmup_chosen"], strict=True)]
+    return pd.DataFrame({
+        "fine-tuning": table["fine-tuning"].map("{:.4f}".format),
+        "targeted CAL": table["targeted CAL"].map("{:.4f}".format),
+        "change [95 %]": [format_change(r, lo, hi) for r, lo, hi
+                          in zip(table["rel"], table["rel_low"], table["rel_high"], strict=True)],
+        "Holm p": table["p_holm"].map("{:.3f}".format),
+        "own rows": own}, index=table.index)
+
+
 def _own_row_summary(records: list[dict]) -> dict[str, float | int]:
     """Targeted runs' own-row check: median ratio, runs checked, not learned, chose the warm-up.
 
