@@ -361,21 +361,31 @@ def display_targeted(table: pd.DataFrame) -> pd.DataFrame:
     """:func:`targeted_versus_finetune` narrow enough for the page's content column.
 
     Columns: both methods' mean losses, targeted CAL's change against fine-tuning with its 95 %
-    interval, the Holm-adjusted p, and the own-row check as ``ratio (not learned of runs)``,
-    with the runs that chose the warm-up added where there are any.
+    interval and the Holm-adjusted p; the own-row check is :func:`display_own_rows`'s.
     """
     if table.empty:
         return pd.DataFrame()
-    own = [f"{r:.3g} ({n} of {k}" + (f"; {w} warm-up" if w else "") + ")"
-           for r, n, k, w in zip(table["own_row_ratio"], table["not_learned"],
-                                 table["own_row_runs"], table["warmup_chosen"], strict=True)]
     return pd.DataFrame({
         "fine-tuning": table["fine-tuning"].map("{:.4f}".format),
-        "targeted CAL": table["targeted CAL"].map("{:.4f}".format),
+        "targeted": table["targeted CAL"].map("{:.4f}".format),
         "change [95 %]": [format_change(r, lo, hi) for r, lo, hi
                           in zip(table["rel"], table["rel_low"], table["rel_high"], strict=True)],
-        "Holm p": table["p_holm"].map("{:.3f}".format),
-        "own rows": own}, index=table.index)
+        "Holm p": table["p_holm"].map("{:.3f}".format)}, index=table.index)
+
+
+def display_own_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Targeted CAL's own-row check per task from :func:`targeted_versus_finetune`, for a page.
+
+    Columns: the median own-row ratio (below 1: it learned its rows), the runs that ended at or
+    above their warm-up best (``k of n``), and the runs that chose a warm-up epoch.
+    """
+    if table.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "own-row ratio": table["own_row_ratio"].map("{:.3g}".format),
+        "not learned": [f"{n} of {k}" for n, k in
+                        zip(table["not_learned"], table["own_row_runs"], strict=True)],
+        "chose the warm-up": table["warmup_chosen"].astype(int)}, index=table.index)
 
 
 def _own_row_summary(records: list[dict]) -> dict[str, float | int]:
