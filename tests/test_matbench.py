@@ -158,6 +158,12 @@ def test_leaderboard_names_the_best_method_its_ties_and_counts_ranks():
     lines = benchmark.benchmark_answer(board, flags)
     assert lines[-1].endswith("AUROC (0.5 is chance) of steels 0.60-0.90, by task.")
     assert lines[0].startswith("On 2 of 2 task-shift pairs (1 task) the random forest")
+    # A task with the IR-net's records alone compares nothing and is not counted.
+    jdft2d = next(t for t in TASKS if t.name == "jdft2d")
+    alone = [_record("baseline", seed, jdft2d.dataset, {col.COVARIATE: 1.0, "Csplt1": 0.5})
+             for seed in range(5)]
+    wider = benchmark.leaderboard(records + alone, range(5), [task, jdft2d])
+    assert benchmark.benchmark_answer(wider)[0] == lines[0]
     assert "CAL has a resolved lower loss than the IR-net on 0 of 2" in lines[1]
     grid = benchmark.relative_change_grid(board)
     assert set(grid.columns) == {"rf", "cal"}
