@@ -163,6 +163,7 @@ def test_leaderboard_names_the_best_method_its_ties_and_counts_ranks():
     alone = [_record("baseline", seed, jdft2d.dataset, {col.COVARIATE: 1.0, "Csplt1": 0.5})
              for seed in range(5)]
     wider = benchmark.leaderboard(records + alone, range(5), [task, jdft2d])
+    assert set(wider.index.get_level_values("task")) == {"steels"}
     assert benchmark.benchmark_answer(wider)[0] == lines[0]
     assert "CAL has a resolved lower loss than the IR-net on 0 of 2" in lines[1]
     grid = benchmark.relative_change_grid(board)
