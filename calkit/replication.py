@@ -299,8 +299,9 @@ def jump_reading(jumps: pd.DataFrame) -> str:
     """The probe's declared reading of :func:`adversarial_jump`, largest network against smallest.
 
     Medians over seeds. Below half the smaller network's jump: the network size is a large part
-    of the gap; within :data:`WITHIN_FACTOR` of it: it is not; in between: not decided. Empty
-    with fewer than two network sizes.
+    of the gap; within :data:`WITHIN_FACTOR` of it: it is not; otherwise not decided (and said
+    so, with the direction when the larger network jumps more). Empty with fewer than two
+    network sizes.
     """
     by_size = jumps.groupby("parameters")["jump"].agg(["median", "size"]).sort_index()
     if len(by_size) < 2:
@@ -311,6 +312,8 @@ def jump_reading(jumps: pd.DataFrame) -> str:
         verdict = "the network size is a large part of the gap"
     elif 1 / WITHIN_FACTOR <= ratio <= WITHIN_FACTOR:
         verdict = "the network size does not explain the gap"
+    elif ratio > WITHIN_FACTOR:
+        verdict = "not decided by the declared rule; the larger network jumps more, not less"
     else:
         verdict = "not decided by the declared rule"
     return (f"the adversarial jump is {large['median']:.2f} on the "

@@ -252,3 +252,7 @@ def test_adversarial_jump_reads_the_first_adversarial_epochs_against_the_last_wa
     assert replication.jump_reading(jumps.iloc[:1]) == ""
     halved = jumps.assign(jump=[3.0, 1.2])
     assert replication.jump_reading(halved).endswith("a large part of the gap")
+    assert replication.jump_reading(jumps.assign(jump=[3.0, 2.0 * 3])).endswith(
+        "not decided by the declared rule; the larger network jumps more, not less")
+    assert replication.jump_reading(jumps.assign(jump=[3.0, 1.8])).endswith(
+        "not decided by the declared rule")
