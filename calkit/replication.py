@@ -11,7 +11,7 @@ over seeds of calkit's records of the same method, target and model, and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import resources
 
 import numpy as np
@@ -222,6 +222,16 @@ def fit_table(profiles: Mapping[str, list[dict]], model: str = "ema") -> pd.Data
     return pd.DataFrame(rows).set_index("source")
 
 
+def _plain_histories(records: list[dict], methods: tuple[str, ...]
+                     ) -> Iterator[tuple[dict, dict, int]]:
+    """``(record, history, warm-up epochs)`` of the plain-request runs of ``methods``."""
+    for rec in records:
+        req = rec["request"]
+        if req["method"] in methods and not req.get("target_set") and not req.get("overrides"):
+            history = rec.get("history") or {}
+            yield rec, history, int(sum(p == 0 for p in history.get("phase", [])))
+
+
 def fit_curves(records: list[dict]) -> pd.DataFrame:
     """Per-epoch loss of the IR-net and base CAL runs on their training rows and on validation.
 
@@ -230,12 +240,8 @@ def fit_curves(records: list[dict]) -> pd.DataFrame:
     IR-net).
     """
     rows = []
-    for rec in records:
+    for rec, history, warmup in _plain_histories(records, FIT_PAIR):
         req = rec["request"]
-        if req["method"] not in FIT_PAIR or req.get("target_set") or req.get("overrides"):
-            continue
-        history = rec.get("history") or {}
-        warmup = int(sum(p == 0 for p in history.get("phase", [])))
         for measure, key in (("training rows", f"{col.TRAIN}/loss"), ("validation", "val_loss")):
             for epoch, loss in enumerate(history.get(key, [])):
                 rows.append({"run": req["method"], "seed": req["seed"], "epoch": epoch + 1,
@@ -280,13 +286,9 @@ def adversarial_jump(records: list[dict]) -> pd.DataFrame:
     """
     first, last = JUMP_WINDOW
     rows = []
-    for rec in records:
+    for rec, history, warmup in _plain_histories(records, FIT_PAIR[1:]):
         req = rec["request"]
-        history = rec.get("history") or {}
-        if req["method"] != FIT_PAIR[1] or req.get("target_set") or req.get("overrides"):
-            continue
         train = np.asarray(history.get(f"{col.TRAIN}/loss", []), float)
-        warmup = int(sum(p == 0 for p in history.get("phase", [])))
         if not warmup or len(train) < last or warmup >= first:
             continue
         rows.append({"parameters": int(rec.get("n_parameters") or 0), "seed": req["seed"],
