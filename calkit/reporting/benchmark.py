@@ -17,7 +17,7 @@ import pandas as pd
 
 from calkit import columns as col
 from calkit import stats
-from calkit.diagnostics import own_row_learning
+from calkit.diagnostics import own_rows_table
 from calkit.matbench import TARGETED_N, TARGETED_SET, TASKS, MatbenchTask
 from calkit.methods import method_label
 from calkit.reporting.baselines_chapter import (
@@ -276,7 +276,7 @@ def benchmark_answer(board: pd.DataFrame, flags: pd.DataFrame | None = None,
     ood = board[board.index.get_level_values("set") != VALIDATION]
     lines = []
     if FOREST in ood.index.get_level_values("method"):
-        # Only the pairs the forest ran on: a task with the IR-net's records alone compares nothing.
+        # Over the pairs the forest ran on, not every pair of the board.
         forest = ood.xs(FOREST, level="method")
         n_tasks = forest.index.get_level_values("task").nunique()
         lines.append(f"On {int(forest['tied_best'].sum())} of {len(forest)} task-shift pairs "
@@ -393,20 +393,19 @@ def display_own_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _own_row_summary(records: list[dict]) -> dict[str, float | int]:
-    """Targeted runs' own-row check: median ratio, runs checked, not learned, chose the warm-up.
+    """The targeted runs' own-row check (:func:`calkit.diagnostics.own_rows_table`) in one row.
 
     ``own_row_ratio`` is the median over the ``own_row_runs`` runs of the loss on the N rows
     at the end over its warm-up best (below 1: learned); ``not_learned`` counts runs that
-    targeted and ended at or above it (:attr:`calkit.diagnostics.OwnRowLearning.failed`);
-    ``warmup_chosen`` counts runs whose held-out fifth chose a warm-up epoch, so they never
-    targeted.
+    targeted and ended at or above it; ``warmup_chosen`` counts runs whose held-out fifth chose
+    a warm-up epoch, so they never targeted. ``records`` are one task's runs of one kind.
     """
-    checks = [c for c in map(own_row_learning, records) if c is not None]
-    if not checks:
+    table = own_rows_table(records)
+    if table.empty:
         return {"own_row_ratio": np.nan, "own_row_runs": 0, "not_learned": 0, "warmup_chosen": 0}
-    return {"own_row_ratio": float(np.median([c.ratio for c in checks])),
-            "own_row_runs": len(checks), "not_learned": sum(c.failed for c in checks),
-            "warmup_chosen": sum(not c.applies for c in checks)}
+    row = table.iloc[0]
+    return {"own_row_ratio": float(row["ratio"]), "own_row_runs": int(row["seeds"]),
+            "not_learned": int(row["not_learned"]), "warmup_chosen": int(row["warmup_chosen"])}
 
 
 def _task_sets(task: MatbenchTask) -> tuple[str, ...]:
