@@ -33,6 +33,7 @@ WReset = Literal["epoch_end", "every_update"]
 ThetaOptimizer = Literal["fresh", "persistent"]
 ThetaLrSchedule = Literal["supervised", "constant"]
 TargetSteps = Literal["authors", "per_batch"]
+AttackCost = Literal["mean", "row_sum"]
 
 LOSSES: tuple[Loss, ...] = get_args(Loss)
 SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
@@ -184,6 +185,12 @@ class SALConfig:
         grad_layers: ``"all"``, ``"first"`` (PG 1st) or ``"last"`` (PG Last): the parameters
             the hypergradient VJP runs through.
         attack_eval_mode: Run the attack with the network in eval mode.
+        attack_beta2: The attack Adam's second-moment decay (torch's default 0.999; the
+            authors' hand-written Adam uses 0.9).
+        attack_cost: How the transport cost ``w (x_A - x)^2`` is reduced: ``"mean"`` over rows
+            and features (the SAL formula as the paper writes it) or ``"row_sum"``: summed over
+            the features and averaged over the rows (the authors' code, ``mean(d^2 @ w)``),
+            a penalty ``n_features`` times larger.
     """
 
     pre_adv_epochs: int = 5
@@ -212,6 +219,8 @@ class SALConfig:
     target_steps: TargetSteps = "authors"
     grad_layers: GradLayers = "all"
     attack_eval_mode: bool = True
+    attack_beta2: float = 0.999
+    attack_cost: AttackCost = "mean"
 
     def validate(self) -> SALConfig:
         """Raise ``ValueError`` naming the bad field and its valid values; return self."""
@@ -222,11 +231,25 @@ class SALConfig:
             raise ValueError("r_theta_splits and theta_epochs must be >= 1, attack_epochs >= 0.")
         if self.epochs_between_regens < 1:
             raise ValueError("epochs_between_regens must be >= 1.")
+        if not 0.0 <= self.attack_beta2 < 1.0:
+            raise ValueError(f"attack_beta2 must be in [0, 1), got {self.attack_beta2}.")
         return self
 
     def identity(self) -> dict[str, Any]:
-        """Every field (all of them change the numbers)."""
-        return asdict(self)
+        """Every field, except a field of :data:`SAL_FIELDS_ADDED_LATER` left at its default."""
+        out = asdict(self)
+        for name in SAL_FIELDS_ADDED_LATER:
+            if out[name] == _SAL_DEFAULTS[name]:
+                out.pop(name)
+        return out
+
+
+SAL_FIELDS_ADDED_LATER = ("attack_beta2", "attack_cost")
+"""SAL settings added after records existed. Each enters a run's identity only when it is set
+away from its default (which is the behaviour before it existed), so stored records keep their
+run ids and a run that sets it gets a new one."""
+
+_SAL_DEFAULTS = asdict(SALConfig())
 
 
 SAL_PRESETS: dict[str, SALConfig] = {

@@ -7,8 +7,9 @@ a. ``R(theta) = sum_e L_e + alpha_t (max_e L_e - min_e L_e)`` over ``r_theta_spl
    pseudo-environments of the batch; ``g = dR/dtheta`` (over the hypergradient parameters
    chosen by ``grad_layers``).
 b. ``theta_epochs`` times: ``x_A`` = ``attack_epochs`` Adam-ascent steps on
-   ``loss(f(x_A), y) - gamma * mean((x - x_A)^2 * w)`` from the clean batch; one forward on
-   ``x_A`` gives ``dL/dtheta`` (with graph) and the VJP ``h = d/dx_A <g, dL/dtheta>``
+   ``loss(f(x_A), y) - gamma * c_w(x_A, x)`` from the clean batch (``attack_cost``: the
+   weighted squared distance averaged over rows and features, or summed over features); one
+   forward on ``x_A`` gives ``dL/dtheta`` (with graph) and the VJP ``h = d/dx_A <g, dL/dtheta>``
    (``torch.autograd.grad`` with ``grad_outputs=g``; no Jacobian is formed);
    ``delta_w += sum_i h * (x_A - x)``; the theta optimiser steps on ``dL/dtheta``.
 c. :meth:`SALState.apply_update`: ``w <- w - deltaall * delta_w / (max|delta_w| + eps)``;
@@ -36,32 +37,43 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from calkit.config import GRAD_LAYERS, SALConfig
+from calkit.config import GRAD_LAYERS, AttackCost, SALConfig
 from calkit.engine import Diverged, loss_functions
 
 
+def _cost_rows(x: torch.Tensor, cost: AttackCost) -> int:
+    """The divisor of the summed transport cost: every entry (``"mean"``) or the rows."""
+    return x.numel() if cost == "mean" else len(x)
+
+
 def attack_objective(model: nn.Module, x_a: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                     w: torch.Tensor, gamma: float, loss_fn) -> torch.Tensor:
-    """The attack's objective ``loss(f(x_A), y) - gamma * mean((x - x_A)^2 * w)``."""
-    return loss_fn(model(x_a), y) - gamma * ((x - x_a) ** 2 * w).mean()
+                     w: torch.Tensor, gamma: float, loss_fn,
+                     cost: AttackCost = "mean") -> torch.Tensor:
+    """The attack's objective ``loss(f(x_A), y) - gamma * c_w(x_A, x)``.
+
+    ``c_w`` is ``sum((x - x_A)^2 * w)`` over the batch divided by its entries (``"mean"``)
+    or by its rows (``"row_sum"``, the authors' code).
+    """
+    return loss_fn(model(x_a), y) - gamma * ((x - x_a) ** 2 * w).sum() / _cost_rows(x, cost)
 
 
 def attack_gradient(model: nn.Module, x_a: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                    w: torch.Tensor, gamma: float, loss_fn) -> torch.Tensor:
+                    w: torch.Tensor, gamma: float, loss_fn,
+                    cost: AttackCost = "mean") -> torch.Tensor:
     """Gradient of :func:`attack_objective` with respect to ``x_A``.
 
     Only the loss term goes through autograd (input gradient only, so no weight
     gradients are computed); the penalty's gradient is the closed form
-    ``-2 gamma w (x_A - x) / x.numel()``.
+    ``-2 gamma w (x_A - x) / divisor``.
     """
     x_a = x_a.detach().requires_grad_(True)
     (g_loss,) = torch.autograd.grad(loss_fn(model(x_a), y), x_a)
-    return g_loss - (2.0 * gamma / x.numel()) * w * (x_a.detach() - x)
+    return g_loss - (2.0 * gamma / _cost_rows(x, cost)) * w * (x_a.detach() - x)
 
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, gamma: float,
            steps: int, lr: float, loss_fn, betas: tuple[float, float] = (0.9, 0.999),
-           eps: float = 1e-8) -> torch.Tensor:
+           eps: float = 1e-8, cost: AttackCost = "mean") -> torch.Tensor:
     """Adam ascent on :func:`attack_objective`, starting from the clean batch.
 
     Equivalent to ``torch.optim.Adam([x_A], lr, maximize=True)`` but written out on
@@ -75,7 +87,7 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, 
     v = torch.zeros_like(x)
     b1, b2 = betas
     for t in range(1, steps + 1):
-        grad = attack_gradient(model, x_a, x, y, w, gamma, loss_fn)
+        grad = attack_gradient(model, x_a, x, y, w, gamma, loss_fn, cost)
         m.mul_(b1).add_(grad, alpha=1 - b1)
         v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         denom = (v / (1 - b2 ** t)).sqrt_().add_(eps)
@@ -268,7 +280,7 @@ def sal_step(model: nn.Module, params: Sequence[nn.Parameter], hyper_index: Sequ
         if config.attack_eval_mode:
             model.eval()
         x_a = attack(model, x, y, state.w, state.gamma, config.attack_epochs, config.attack_lr,
-                     loss_fn)
+                     loss_fn, betas=(0.9, config.attack_beta2), cost=config.attack_cost)
         model.train(train_mode)
         diff = x_a - x
         if config.learn_w:

@@ -57,16 +57,33 @@ def _batch(n=6, d=4, seed=0):
     return x, y
 
 
-def test_attack_gradient_matches_finite_differences():
+@pytest.mark.parametrize("cost", ["mean", "row_sum"])
+def test_attack_gradient_matches_finite_differences(cost):
     model = tiny_model().eval()
     x, y = _batch()
     x_a = x + 0.1 * torch.randn_like(x)
     w = torch.tensor([100.0, 3.0, 0.5, 7.0], dtype=torch.float64)
     loss_fn, _ = loss_functions("smooth_l1")
-    analytic = attack_gradient(model, x_a, x, y, w, 0.3, loss_fn)
-    numeric = fd_grad(lambda z: float(attack_objective(model, z, x, y, w, 0.3, loss_fn).detach()),
-                      x_a.clone())
+    analytic = attack_gradient(model, x_a, x, y, w, 0.3, loss_fn, cost)
+    numeric = fd_grad(
+        lambda z: float(attack_objective(model, z, x, y, w, 0.3, loss_fn, cost).detach()),
+        x_a.clone())
     torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_row_sum_cost_is_the_authors_mean_of_weighted_row_distances():
+    """``"row_sum"`` is the authors' ``mean((x - x_A)^2 @ w)``: n_features times ``"mean"``."""
+    model = tiny_model().eval()
+    x, y = _batch()
+    x_a = x + 0.1 * torch.randn_like(x)
+    w = torch.tensor([100.0, 3.0, 0.5, 7.0], dtype=torch.float64)
+    loss_fn, _ = loss_functions("smooth_l1")
+    loss = loss_fn(model(x_a), y)
+    authors_cost = torch.mean(((x - x_a) ** 2) @ w)
+    row_sum = loss - attack_objective(model, x_a, x, y, w, 0.3, loss_fn, "row_sum")
+    mean = loss - attack_objective(model, x_a, x, y, w, 0.3, loss_fn, "mean")
+    torch.testing.assert_close(row_sum, 0.3 * authors_cost)
+    torch.testing.assert_close(row_sum, mean * x.shape[1])
 
 
 def test_attack_increases_objective_and_restarts_from_clean_batch():

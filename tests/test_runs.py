@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from calkit import methods, profiles, runner, store, sweep
+from calkit.config import SAL_FIELDS_ADDED_LATER
 from calkit.methods import REGISTRY, Method, get_method, method_label
 from calkit.methods.plain import run_plain
 from calkit.methods.registry import _REGISTRY
@@ -115,6 +116,14 @@ def test_run_id_covers_what_the_run_computes(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr("calkit.runs.RECORD_FORMAT", RECORD_FORMAT + 1)
         assert config.run_id != first
+    # A SAL setting added after records existed stays out of the identity at its default (the
+    # behaviour before it existed), so stored ids hold; set away from it, it changes the id.
+    for name, value in {"attack_beta2": 0.9, "attack_cost": "row_sum"}.items():
+        assert name in SAL_FIELDS_ADDED_LATER
+        assert name not in config.resolve().sal.identity()
+        moved = dataclasses.replace(config, overrides=((name, value),))
+        assert moved.resolve().sal.identity()[name] == value
+        assert moved.run_id != first, name
     # A fine-tune's identity includes its baseline's, so a changed recipe reaches it too.
     ft = RunConfig(method="finetune", profile="smoke", target_set="relation", n_target=8)
     assert ft.resolve().identity["baseline"] == ft.baseline().run_id
