@@ -222,12 +222,20 @@ def fit_table(profiles: Mapping[str, list[dict]], model: str = "ema") -> pd.Data
     return pd.DataFrame(rows).set_index("source")
 
 
-def _plain_histories(records: list[dict], methods: tuple[str, ...]
+Overrides = tuple[tuple[str, object], ...]
+
+
+def _plain_histories(records: list[dict], methods: tuple[str, ...], overrides: Overrides = ()
                      ) -> Iterator[tuple[dict, dict, int]]:
-    """``(record, history, warm-up epochs)`` of the plain-request runs of ``methods``."""
+    """``(record, history, warm-up epochs)`` of the untargeted runs of ``methods``.
+
+    Only runs whose request overrides are exactly ``overrides`` (none by default).
+    """
+    wanted = sorted([list(kv) for kv in overrides])
     for rec in records:
         req = rec["request"]
-        if req["method"] in methods and not req.get("target_set") and not req.get("overrides"):
+        if req["method"] in methods and not req.get("target_set") \
+                and sorted(req.get("overrides") or []) == wanted:
             history = rec.get("history") or {}
             yield rec, history, int(sum(p == 0 for p in history.get("phase", [])))
 
@@ -273,20 +281,27 @@ JUMP_WINDOW = (12, 20)
 first adversarial epoch, within the 20-epoch probe (``grids/authors_paper_probe.yaml``)."""
 
 
-def adversarial_jump(records: list[dict]) -> pd.DataFrame:
-    """How much the adversarial phase lifts base CAL's loss on its own training rows, per run.
+def adversarial_jump(records: list[dict], method: str = FIT_PAIR[1],
+                     overrides: Overrides = ()) -> pd.DataFrame:
+    """How much the adversarial phase lifts a CAL run's loss on its own training rows, per run.
 
     The jump is the mean loss on the training rows over :data:`JUMP_WINDOW` divided by that
     loss at the last warm-up epoch (the history's ``phase == 0`` epochs), so runs of any
-    budget of at least ``JUMP_WINDOW[1]`` epochs compare alike.
+    budget of at least ``JUMP_WINDOW[1]`` epochs compare alike, and a longer run of the same
+    network and seed (the budget probe) adds no second row.
+
+    Args:
+        records: Records of one profile.
+        method: A method of the CAL family (base CAL by default).
+        overrides: The request overrides of the runs to read (none by default).
 
     Returns:
-        One row per base-CAL run: ``parameters`` (the network's), ``seed``, ``epochs`` and
+        One row per network and seed: ``parameters`` (the network's), ``seed``, ``epochs`` and
         ``jump``; empty when no run is long enough.
     """
     first, last = JUMP_WINDOW
     rows = []
-    for rec, history, warmup in _plain_histories(records, FIT_PAIR[1:]):
+    for rec, history, warmup in _plain_histories(records, (method,), overrides):
         req = rec["request"]
         train = np.asarray(history.get(f"{col.TRAIN}/loss", []), float)
         if not warmup or len(train) < last or warmup >= first:
@@ -294,7 +309,78 @@ def adversarial_jump(records: list[dict]) -> pd.DataFrame:
         rows.append({"parameters": int(rec.get("n_parameters") or 0), "seed": req["seed"],
                      "epochs": len(train),
                      "jump": float(train[first - 1:last].mean() / train[warmup - 1])})
-    return pd.DataFrame(rows, columns=["parameters", "seed", "epochs", "jump"])
+    frame = pd.DataFrame(rows, columns=["parameters", "seed", "epochs", "jump"])
+    return frame.sort_values("epochs").drop_duplicates(["parameters", "seed"]).sort_index()
+
+
+JUMP_PROBES: dict[str, tuple[str, Overrides]] = {
+    "partial sampling alone (PS)": ("ps", ()),
+    "the authors' attack (beta2 0.9, cost summed over features)":
+        ("cal", (("attack_beta2", 0.9), ("attack_cost", "row_sum"))),
+}
+"""The jump probes of ``grids/authors_jump_probe.yaml``: label -> (method, request overrides)."""
+
+
+def jump_probe_table(records: list[dict]) -> pd.DataFrame:
+    """Each jump probe's adversarial jump beside base CAL's on the same network and seed.
+
+    Returns:
+        One row per probe run with a base-CAL counterpart: ``probe``, ``seed``, ``jump``,
+        ``base CAL`` (its jump) and ``ratio`` (probe over base CAL).
+    """
+    base = adversarial_jump(records).set_index(["parameters", "seed"])["jump"]
+    rows = []
+    for label, (method, overrides) in JUMP_PROBES.items():
+        for _, run in adversarial_jump(records, method, overrides).iterrows():
+            key = (run["parameters"], run["seed"])
+            if key in base.index:
+                rows.append({"probe": label, "seed": int(run["seed"]), "jump": run["jump"],
+                             "base CAL": base[key], "ratio": run["jump"] / base[key]})
+    return pd.DataFrame(rows, columns=["probe", "seed", "jump", "base CAL", "ratio"])
+
+
+def jump_probe_reading(table: pd.DataFrame) -> str:
+    """The declared reading of :func:`jump_probe_table`, one clause per probe (median ratios).
+
+    Below half of base CAL's jump: that change removes most of the jump; within
+    :data:`WITHIN_FACTOR`: it does not change it; otherwise not decided. Empty without runs.
+    """
+    clauses = []
+    for label, group in table.groupby("probe", sort=False):
+        ratio = float(group["ratio"].median())
+        if ratio < 0.5:
+            verdict = "removes most of the jump"
+        elif 1 / WITHIN_FACTOR <= ratio <= WITHIN_FACTOR:
+            verdict = "does not change it"
+        else:
+            verdict = "not decided by the declared rule"
+        clauses.append(f"{label}: jump {group['jump'].median():.2f} against base CAL's "
+                       f"{group['base CAL'].median():.2f} ({len(group)} seed"
+                       f"{'s' if len(group) != 1 else ''}), {verdict}")
+    return "; ".join(clauses)
+
+
+def budget_reading(fit: pd.DataFrame, short: str = "authors",
+                   long: str = "authors, 120 epochs") -> str:
+    """The budget probe's declared reading of :func:`fit_table` rows ``short`` and ``long``.
+
+    Within :data:`WITHIN_FACTOR` of the authors' ratio: the budget explains the gap; within
+    it of the ``short`` ratio (ours at the profile's budget): it does not; between the two:
+    not decided. Empty until both rows exist.
+    """
+    key = "CAL / IR-net, training"
+    if not {short, long, "authors' log"} <= set(fit.index):
+        return ""
+    theirs, before, after = (float(fit.loc[k, key]) for k in ("authors' log", short, long))
+    if after <= theirs * WITHIN_FACTOR:
+        verdict = "the budget explains the gap"
+    elif after >= before / WITHIN_FACTOR:
+        verdict = "the budget does not explain the gap"
+    else:
+        verdict = "not decided by the declared rule"
+    return (f"with {long.rsplit(', ', 1)[-1]} CAL's training loss is {after:.1f} times the "
+            f"IR-net's ({int(fit.loc[long, 'seeds'])} seed), against {before:.1f} at the "
+            f"profile's budget and {theirs:.1f} in their log: {verdict}")
 
 
 def jump_reading(jumps: pd.DataFrame) -> str:

@@ -256,3 +256,57 @@ def test_adversarial_jump_reads_the_first_adversarial_epochs_against_the_last_wa
         "not decided by the declared rule; the larger network jumps more, not less")
     assert replication.jump_reading(jumps.assign(jump=[3.0, 1.8])).endswith(
         "not decided by the declared rule")
+
+
+def _probe_run(method, seed, train, overrides=(), n_parameters=480_000, epochs=None):
+    return {"request": {"method": method, "seed": seed, "target_set": None, "epochs": epochs,
+                        "overrides": [list(kv) for kv in overrides]},
+            "n_parameters": n_parameters,
+            "history": {"train/loss": train, "phase": [0] * 10 + [1] * (len(train) - 10)}}
+
+
+def test_jump_probes_read_each_probe_against_base_cal_of_the_same_seed():
+    warm = list(np.linspace(0.05, 0.01, 10))
+    authors_attack = replication.JUMP_PROBES[
+        "the authors' attack (beta2 0.9, cost summed over features)"][1]
+    records = [_probe_run("cal", 0, warm + [0.05] + [0.03] * 49),                # base, 60 epochs
+               _probe_run("cal", 0, warm + [0.05] + [0.03] * 9 + [0.01] * 100, epochs=120),
+               _probe_run("ps", 0, warm + [0.012] * 10),                          # PS: no jump
+               _probe_run("cal", 0, warm + [0.05] + [0.025] * 9, authors_attack),
+               _probe_run("cal", 1, warm + [0.05] + [0.03] * 9, authors_attack)]  # no base seed 1
+    base = replication.adversarial_jump(records)
+    assert len(base) == 1 and base["epochs"].item() == 60  # the longer run adds no second row
+    table = replication.jump_probe_table(records)
+    assert table["seed"].tolist() == [0, 0]
+    assert table["ratio"].tolist() == pytest.approx([1.2 / 3.0, 2.5 / 3.0])
+    reading = replication.jump_probe_reading(table)
+    assert reading == (
+        "partial sampling alone (PS): jump 1.20 against base CAL's 3.00 (1 seed), removes most "
+        "of the jump; the authors' attack (beta2 0.9, cost summed over features): jump 2.50 "
+        "against base CAL's 3.00 (1 seed), does not change it")
+    assert replication.jump_probe_reading(table.iloc[:0]) == ""
+
+
+def test_budget_reading_follows_the_declared_rule():
+    fit = pd.DataFrame({"CAL / IR-net, training": [5.5, 13.7, 7.0], "seeds": [np.nan, 5, 1]},
+                       index=["authors' log", "authors", "authors, 120 epochs"])
+    assert replication.budget_reading(fit) == (
+        "with 120 epochs CAL's training loss is 7.0 times the IR-net's (1 seed), against 13.7 at "
+        "the profile's budget and 5.5 in their log: the budget explains the gap")
+    part = fit.assign(**{"CAL / IR-net, training": [5.5, 13.7, 6.0]}).iloc[[0, 1]]
+    assert replication.budget_reading(part) == ""  # the probe has not finished
+    for value, verdict in ((5.5 * 1.5, "the budget explains the gap"),
+                           (8.5, "not decided by the declared rule"),
+                           (13.7 / 1.5, "the budget does not explain the gap"),
+                           (20.0, "the budget does not explain the gap")):
+        changed = fit.assign(**{"CAL / IR-net, training": [5.5, 13.7, value]})
+        assert replication.budget_reading(changed).endswith(verdict)
+
+
+def test_select_records_keeps_epoch_budgets_apart():
+    def rec(epochs):
+        return {"request": {"method": "cal", "seed": 0, "dataset": "mp2019", "protocol": "clean",
+                            "sets_seed": 0, "target_seed": 3141, "epochs": epochs}}
+    records = [rec(None), rec(120), rec(20)]
+    assert reporting.select_records(records) == [records[0]]
+    assert reporting.select_records(records, epochs=120) == [records[1]]

@@ -131,6 +131,11 @@ class Record:
         return self.request.get("model_preset")
 
     @property
+    def epochs(self) -> int | None:
+        """The epoch budget the request chose over its profile's (``None``: the profile's)."""
+        return self.request.get("epochs")
+
+    @property
     def sets_seed(self) -> int:
         """The seed of the OOD set construction."""
         return self.request.get("sets_seed", DEFAULT_SETS_SEED)
@@ -182,17 +187,20 @@ def run_label(method: str, target: str, n_target: int) -> str:
 # ------------------------------------------------------------------ selecting records
 def select_records(records: list[dict], protocol: Protocol = "clean",
                    sets_seed: int = DEFAULT_SETS_SEED, target_seed: int = DEFAULT_TARGET_SEED,
-                   dataset: str = "mp2019", model_preset: str | None = None) -> list[dict]:
-    """The records of one data set, protocol, set-construction seed, target draw and network.
+                   dataset: str = "mp2019", model_preset: str | None = None,
+                   epochs: int | None = None) -> list[dict]:
+    """The records of one data set, protocol, set and target draw, network and epoch budget.
 
     Tables pool seeds of the same method; records of other data sets, protocols, set and
-    target draws or model presets (e.g. the paper's network under the ``authors`` profile,
-    ``grids/authors_paper.yaml``) are other experiments and are never pooled with them.
+    target draws, model presets (e.g. the paper's network under the ``authors`` profile,
+    ``grids/authors_paper.yaml``) or epoch budgets (``grids/authors_budget_probe.yaml``) are
+    other experiments and are never pooled with them.
     """
     return [r for r, rec in zip(records, as_records(records), strict=True)
             if rec.dataset == dataset and rec.target_column is None
             and rec.protocol == protocol and rec.sets_seed == sets_seed
-            and rec.target_seed == target_seed and rec.model_preset == model_preset]
+            and rec.target_seed == target_seed and rec.model_preset == model_preset
+            and rec.epochs == epochs]
 
 
 def records_of_runs(records: list[dict], run_ids: Iterable[str]) -> list[dict]:
