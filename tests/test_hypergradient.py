@@ -83,3 +83,24 @@ def test_update_descends_r_with_the_adam_theta_steps_cal_uses(seed):
     cfg = SALConfig(attack_epochs=2, attack_lr=1e-2, theta_epochs=3, theta_lr=3e-4)
     cos = _alignment(seed, lambda p: torch.optim.Adam(p, lr=cfg.theta_lr), cfg)
     assert cos > 0.8, cos
+
+
+def test_sal_step_attacks_with_the_configured_adam_and_cost(monkeypatch):
+    """The attack settings of the `authors` profile's fidelity items reach the attack."""
+    import calkit.sal as sal_module
+    seen = []
+    real_attack = sal_module.attack
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["betas"], kwargs["cost"]))
+        return real_attack(*args, **kwargs)
+
+    monkeypatch.setattr(sal_module, "attack", spy)
+    model, x, y = _problem(0)
+    w = torch.ones(x.shape[1], dtype=torch.float64)
+    for cfg, expected in ((SALConfig(theta_epochs=1), ((0.9, 0.999), "mean")),
+                          (SALConfig(theta_epochs=1, attack_beta2=0.9, attack_cost="row_sum"),
+                           ((0.9, 0.9), "row_sum"))):
+        seen.clear()
+        _risk_after_step(model, lambda p: torch.optim.SGD(p, lr=1e-3), x, y, w, cfg)
+        assert seen == [expected]
