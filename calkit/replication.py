@@ -315,7 +315,7 @@ def adversarial_jump(records: list[dict], method: str = FIT_PAIR[1],
 
 JUMP_PROBES: dict[str, tuple[str, Overrides]] = {
     "partial sampling alone (PS)": ("ps", ()),
-    "the authors' attack (beta2 0.9, cost summed over features)":
+    "the authors' attack (Adam beta2 0.9, summed cost)":
         ("cal", (("attack_beta2", 0.9), ("attack_cost", "row_sum"))),
 }
 """The jump probes of ``grids/authors_jump_probe.yaml``: label -> (method, request overrides)."""

@@ -268,7 +268,7 @@ def _probe_run(method, seed, train, overrides=(), n_parameters=480_000, epochs=N
 def test_jump_probes_read_each_probe_against_base_cal_of_the_same_seed():
     warm = list(np.linspace(0.05, 0.01, 10))
     authors_attack = replication.JUMP_PROBES[
-        "the authors' attack (beta2 0.9, cost summed over features)"][1]
+        "the authors' attack (Adam beta2 0.9, summed cost)"][1]
     records = [_probe_run("cal", 0, warm + [0.05] + [0.03] * 49),                # base, 60 epochs
                _probe_run("cal", 0, warm + [0.05] + [0.03] * 9 + [0.01] * 100, epochs=120),
                _probe_run("ps", 0, warm + [0.012] * 10),                          # PS: no jump
@@ -282,7 +282,7 @@ def test_jump_probes_read_each_probe_against_base_cal_of_the_same_seed():
     reading = replication.jump_probe_reading(table)
     assert reading == (
         "partial sampling alone (PS): jump 1.20 against base CAL's 3.00 (1 seed), removes most "
-        "of the jump; the authors' attack (beta2 0.9, cost summed over features): jump 2.50 "
+        "of the jump; the authors' attack (Adam beta2 0.9, summed cost): jump 2.50 "
         "against base CAL's 3.00 (1 seed), does not change it")
     assert replication.jump_probe_reading(table.iloc[:0]) == ""
 
