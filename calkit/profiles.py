@@ -84,7 +84,10 @@ an adversarial epoch of ``partial_batch + 1`` = 21 batches of the loss-sorted ro
 loop: supervised steps on those rows only, each followed by a SAL step), 10 attack steps at
 3e-4, 3 theta steps at a constant 3e-4 with a fresh Adam per SAL step, one ``w`` step per SAL
 step, negative weights reset to 1 at the end of each epoch; in targeted mode every SAL step
-takes all N target rows."""
+takes all N target rows. One departure is kept on purpose: the attack uses torch's Adam and the
+cost averaged over features (``attack_beta2``, ``attack_cost`` at their defaults), not their
+hand-written Adam (beta2 0.9) and summed cost, so that the stored runs keep their ids; the jump
+probe (``grids/authors_jump_probe.yaml``) found the same adversarial jump with theirs."""
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
