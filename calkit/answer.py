@@ -333,6 +333,35 @@ def counts_sentence(headline: pd.DataFrame, claims: pd.DataFrame) -> str:
             f"(Holm over all of them), {counts(claims)}.")
 
 
+README_BLOCK = re.compile(r"(<!-- answer:.*?-->\n)(.*?)(\n<!-- /answer -->)", re.S)
+"""The README's answer block between its two markers (the text is group 2)."""
+
+README_QUESTION = "**Does CAL work, and what should you use instead?** "
+
+
+def readme_paragraphs(tables: AnswerTables) -> tuple[str, str]:
+    """The README answer block's two paragraphs, unwrapped: the answer and the counts."""
+    sentences = answer_from_tables(tables.headline, tables.versus, tables.flags)
+    return (README_QUESTION + answer_text(sentences),
+            counts_sentence(tables.headline, tables.claims))
+
+
+def rewrite_readme(readme: str, tables: AnswerTables, width: int = 100) -> str:
+    """``readme`` with its answer block rewritten from ``tables``, wrapped at ``width``.
+
+    Raises:
+        ValueError: If the README has no ``<!-- answer: ... --> ... <!-- /answer -->`` block.
+    """
+    import textwrap
+
+    if not README_BLOCK.search(readme):
+        raise ValueError("README.md has no <!-- answer: ... --> ... <!-- /answer --> block; "
+                         "restore the two markers around the answer, then run this again.")
+    text = "\n\n".join(textwrap.fill(p, width, break_on_hyphens=False)
+                        for p in readme_paragraphs(tables))
+    return README_BLOCK.sub(lambda m: m.group(1) + text + m.group(3), readme, count=1)
+
+
 # ------------------------------------------------------------------ records and glue
 def baselines_chapter_records(current: Sequence[dict], grid: str | Path) -> list[dict]:
     """The records the baselines chapter reads (:func:`calkit.reporting.baseline_records`)."""
@@ -392,3 +421,33 @@ def glue_answer(headline: pd.DataFrame | None = None, versus: pd.DataFrame | Non
     for key, value in out.items():
         glue(key, value, display=False)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Rewrite the README's answer block from the committed ``cpu`` records.
+
+    ``python -m calkit.answer [--check] [README]``; ``--check`` only says whether it is current.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m calkit.answer", description=main.__doc__)
+    parser.add_argument("readme", nargs="?", default=str(Path(__file__).resolve().parents[1]
+                                                         / "README.md"))
+    parser.add_argument("--check", action="store_true", help="exit 1 if the block is stale")
+    args = parser.parse_args(argv)
+    path = Path(args.readme)
+    old = path.read_text()
+    new = rewrite_readme(old, committed_tables("cpu"))
+    if new == old:
+        print(f"{path}: the answer block is current")
+        return 0
+    if args.check:
+        print(f"{path}: the answer block is stale; run python -m calkit.answer to rewrite it")
+        return 1
+    path.write_text(new)
+    print(f"{path}: the answer block rewritten from the committed records")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

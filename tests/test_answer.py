@@ -203,16 +203,23 @@ def test_readme_opens_with_the_committed_answer(committed):
     assert title.startswith("# ") and rest.lstrip().startswith("<!-- answer:")
     block = README_BLOCK.search(readme)
     assert block, "README.md lost its <!-- answer: ... --> block"
-    sentences = answer.answer_from_tables(committed.headline, committed.versus, committed.flags)
     paragraphs = block.group(1).split("\n\n")
-    want = ("**Does CAL work, and what should you use instead?** " + answer.answer_text(sentences),
-            answer.counts_sentence(committed.headline, committed.claims))
     got = tuple(" ".join(p.split()) for p in paragraphs)
-    assert got == want, "README.md's answer is stale; it should read:\n" + readme_block(committed)
+    assert got == answer.readme_paragraphs(committed), (
+        "README.md's answer is stale: run `python -m calkit.answer` to rewrite it from the "
+        "committed records")
 
 
-def readme_block(tables: answer.AnswerTables) -> str:
-    """The README's answer block as it should read (printed when it is stale)."""
-    sentences = answer.answer_from_tables(tables.headline, tables.versus, tables.flags)
-    return ("**Does CAL work, and what should you use instead?** " + answer.answer_text(sentences)
-            + "\n\n" + answer.counts_sentence(tables.headline, tables.claims))
+def test_rewrite_readme_replaces_only_the_answer_block():
+    tables = answer.AnswerTables(_headline(), _headline(), _versus(), _flags())
+    readme = "# title\n<!-- answer: x -->\nold words\n<!-- /answer -->\n\nthe rest\n"
+    new = answer.rewrite_readme(readme, tables, width=60)
+    assert new.startswith("# title\n<!-- answer: x -->\n**Does CAL work")
+    assert new.endswith("\n<!-- /answer -->\n\nthe rest\n") and "old words" not in new
+    block = README_BLOCK.search(new).group(1)
+    assert all(len(line) <= 60 for line in block.splitlines())
+    assert tuple(" ".join(p.split()) for p in block.split("\n\n")) == \
+        answer.readme_paragraphs(tables)
+    assert answer.rewrite_readme(new, tables, width=60) == new
+    with pytest.raises(ValueError, match="no <!-- answer"):
+        answer.rewrite_readme("# title\nno block\n", tables)
