@@ -630,13 +630,15 @@ def own_row_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None) -
     return fig
 
 
-def fit_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None) -> plt.Figure:
+def fit_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None,
+               title: str | None = None) -> plt.Figure:
     """Loss per epoch on the training rows and on validation: one panel each, a colour per run.
 
     Args:
         curves: :func:`calkit.replication.fit_curves` (``run, seed, epoch, measure, loss,
             warmup_epochs``).
         labels: ``run -> legend label`` (default: the run key).
+        title: A title above both panels (room is kept for it).
 
     Returns:
         A figure: the median over seeds as a thick line per run, each seed as a thin line of
@@ -666,5 +668,7 @@ def fit_curves(curves: pd.DataFrame, labels: dict[str, str] | None = None) -> pl
     handles, names = legend_entries(axes[0])
     fig.legend(handles, names, fontsize=8, ncol=max(len(names), 1), loc="lower center",
                frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.93 if title else 1))
     return fig

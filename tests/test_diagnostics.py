@@ -230,6 +230,14 @@ def test_fit_table_sets_cals_training_fit_beside_the_authors_log():
     assert curves.loc[curves["run"] == "cal", "warmup_epochs"].eq(1).all()
     assert curves.loc[curves["run"] == "baseline", "warmup_epochs"].eq(0).all()
     assert len(curves) == 5 * 2 * 3
+    from calkit import plots
+    fig = plots.fit_curves(curves, {"cal": "CAL"}, title="a probe")
+    assert fig._suptitle.get_text() == "a probe"
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["training rows", "validation"]
+    # the title sits above the panels' own titles, not on them
+    top = max(ax.title.get_window_extent(fig.canvas.get_renderer()).y1 for ax in panels)
+    assert fig._suptitle.get_window_extent(fig.canvas.get_renderer()).y0 >= top
 
 
 def test_adversarial_jump_reads_the_first_adversarial_epochs_against_the_last_warmup_epoch():
