@@ -276,6 +276,53 @@ def fit_summary(table: pd.DataFrame, profile: str = "authors") -> str:
                    "under their settings is not yet theirs")
 
 
+AUTHORS_PARTIAL_FIT = {"epoch": 361, "partial rows": 0.013, "all rows": 0.0107}
+"""The authors' base-CAL run at the tenth epoch on one set of high-loss rows (result log row
+``SAL baseline, 361``: columns ``Partial_train`` and ``train``, raw model)."""
+
+
+def partial_fit_table(records: list[dict]) -> pd.DataFrame:
+    """Base CAL's loss on the high-loss rows it trains on against its loss on all training rows.
+
+    Read at the last epoch that closes a re-sort cycle (the last of ``epochs_between_regens``
+    epochs on one set of partial rows), where the partial rows have been trained on longest:
+    the history's ``train_batch_loss`` (the supervised steps' mean loss over the epoch, which
+    in the literal loop covers the partial rows only) and ``train/loss`` (every training row).
+
+    Returns:
+        The authors' log first (:data:`AUTHORS_PARTIAL_FIT`, seed NaN), then one row per
+        base-CAL run of the literal loop: ``source``, ``seed``, ``epoch``, ``partial rows``,
+        ``all rows`` and ``ratio`` (partial over all).
+    """
+    rows = [{"source": "authors' log", "seed": np.nan, **AUTHORS_PARTIAL_FIT}]
+    for rec, history, warmup in _plain_histories(records, FIT_PAIR[1:]):
+        sal = (rec.get("resolved") or {}).get("sal") or {}
+        period, batch = sal.get("epochs_between_regens"), history.get("train_batch_loss", [])
+        if not warmup or not period or sal.get("supervised_on_all", True):
+            continue
+        cycles = (len(batch) - warmup) // period
+        if cycles < 1:
+            continue
+        epoch = warmup + cycles * period
+        rows.append({"source": "ours", "seed": rec["request"]["seed"], "epoch": epoch,
+                     "partial rows": float(batch[epoch - 1]),
+                     "all rows": float(history[f"{col.TRAIN}/loss"][epoch - 1])})
+    table = pd.DataFrame(rows)
+    table["ratio"] = table["partial rows"] / table["all rows"]
+    return table
+
+
+def partial_fit_summary(table: pd.DataFrame) -> str:
+    """One clause on :func:`partial_fit_table`: our range of ratios against the log's."""
+    ours = table[table["source"] == "ours"]
+    if ours.empty:
+        return ""
+    theirs = float(table.loc[table["source"] == "authors' log", "ratio"].iloc[0])
+    return (f"after ten epochs on the same high-loss rows our CAL's loss on them is "
+            f"{ours['ratio'].min():.2f}-{ours['ratio'].max():.2f} times its loss on all its "
+            f"training rows ({len(ours)} seeds), in the authors' log {theirs:.2f} times")
+
+
 JUMP_WINDOW = (12, 20)
 """Adversarial epochs (1-based, inclusive) over which :func:`adversarial_jump` averages: after the
 first adversarial epoch, within the 20-epoch probe (``grids/authors_paper_probe.yaml``)."""

@@ -318,3 +318,26 @@ def test_select_records_keeps_epoch_budgets_apart():
     records = [rec(None), rec(120), rec(20)]
     assert reporting.select_records(records) == [records[0]]
     assert reporting.select_records(records, epochs=120) == [records[1]]
+
+
+def test_partial_fit_reads_the_tenth_epoch_on_one_set_of_partial_rows():
+    """Where the literal loop departs: loss on the partial rows against all training rows."""
+    def cal(seed, n_epochs, supervised_on_all=False):
+        batch = [0.02] * 10 + [0.03 - 0.002 * (k % 10) for k in range(n_epochs - 10)]
+        train = [0.02] * 10 + [0.03 + 0.0001 * k for k in range(n_epochs - 10)]
+        rec = _probe_run("cal", seed, train)
+        rec["history"]["train_batch_loss"] = batch
+        rec["resolved"] = {"sal": {"epochs_between_regens": 10,
+                                   "supervised_on_all": supervised_on_all}}
+        return rec
+    records = [cal(0, 60), cal(1, 35), cal(2, 15), cal(3, 60, supervised_on_all=True)]
+    table = replication.partial_fit_table(records)
+    assert table["source"].tolist() == ["authors' log", "ours", "ours"]
+    assert table["epoch"].tolist() == [361, 60, 30]  # the last epoch closing a 10-epoch cycle
+    assert table["ratio"].iloc[0] == pytest.approx(0.013 / 0.0107)
+    assert table["partial rows"].iloc[1:].tolist() == pytest.approx([0.012, 0.012])
+    assert table["ratio"].iloc[1] == pytest.approx(0.012 / (0.03 + 0.0001 * 49))
+    assert replication.partial_fit_summary(table).startswith(
+        "after ten epochs on the same high-loss rows our CAL's loss on them is 0.34-0.38 times "
+        "its loss on all its training rows (2 seeds)")
+    assert replication.partial_fit_summary(table.iloc[:1]) == ""
