@@ -276,6 +276,31 @@ def fit_summary(table: pd.DataFrame, profile: str = "authors") -> str:
                    "under their settings is not yet theirs")
 
 
+def budget_curves_summary(curves: pd.DataFrame) -> str:
+    """What the budget probe's curves show, in one clause (:func:`fit_curves` of its runs).
+
+    CAL's raw loss on its training rows over its adversarial epochs (range, and the mean over
+    each half of them) against the IR-net's at the middle and at the end of the IR-net's run.
+    Empty unless both methods have curves.
+    """
+    if curves.empty or not set(FIT_PAIR) <= set(curves["run"]):
+        return ""
+    train = curves[curves["measure"] == "training rows"]
+    cal, ir = (train[train["run"] == m].groupby("epoch")["loss"].median() for m in FIT_PAIR[::-1])
+    warm = int(curves.loc[curves["run"] == FIT_PAIR[1], "warmup_epochs"].max())
+    adversarial = cal[cal.index > warm]
+    if adversarial.empty:
+        return ""
+    half = warm + len(adversarial) // 2
+    first, second = adversarial[adversarial.index <= half], adversarial[adversarial.index > half]
+    middle = int(ir.index[len(ir) // 2 - 1])
+    return (f"CAL's raw loss on its training rows stays between {adversarial.min():.3f} and "
+            f"{adversarial.max():.3f} through its {len(adversarial)} adversarial epochs (mean "
+            f"{first.mean():.3f} over epochs {warm + 1}-{half}, {second.mean():.3f} over "
+            f"{half + 1}-{int(adversarial.index[-1])}), while the IR-net's keeps falling "
+            f"({ir.loc[middle]:.4f} at epoch {middle}, {ir.iloc[-1]:.4f} at {int(ir.index[-1])})")
+
+
 AUTHORS_PARTIAL_FIT = {"epoch": 361, "partial rows": 0.013, "all rows": 0.0107}
 """The authors' base-CAL run at the tenth epoch on one set of high-loss rows (result log row
 ``SAL baseline, 361``: columns ``Partial_train`` and ``train``, raw model)."""

@@ -341,3 +341,19 @@ def test_partial_fit_reads_the_tenth_epoch_on_one_set_of_partial_rows():
         "after ten epochs on the same high-loss rows our CAL's loss on them is 0.34-0.38 times "
         "its loss on all its training rows (2 seeds)")
     assert replication.partial_fit_summary(table.iloc[:1]) == ""
+
+
+def test_budget_curves_summary_reads_cals_plateau_against_the_falling_irnet():
+    rows = []
+    for epoch in range(1, 21):
+        cal = 0.05 / epoch if epoch <= 4 else (0.03 if epoch <= 12 else 0.02)
+        rows += [{"run": "cal", "seed": 0, "epoch": epoch, "measure": "training rows",
+                  "loss": cal, "warmup_epochs": 4},
+                 {"run": "baseline", "seed": 0, "epoch": epoch, "measure": "training rows",
+                  "loss": 0.01 / epoch, "warmup_epochs": 0}]
+    curves = pd.DataFrame(rows)
+    assert replication.budget_curves_summary(curves) == (
+        "CAL's raw loss on its training rows stays between 0.020 and 0.030 through its 16 "
+        "adversarial epochs (mean 0.030 over epochs 5-12, 0.020 over 13-20), while the IR-net's "
+        "keeps falling (0.0010 at epoch 10, 0.0005 at 20)")
+    assert replication.budget_curves_summary(curves[curves["run"] == "cal"]) == ""
