@@ -338,7 +338,7 @@ def test_partial_fit_reads_the_tenth_epoch_on_one_set_of_partial_rows():
     assert table["partial rows"].iloc[1:].tolist() == pytest.approx([0.012, 0.012])
     assert table["ratio"].iloc[1] == pytest.approx(0.012 / (0.03 + 0.0001 * 49))
     assert replication.partial_fit_summary(table).startswith(
-        "after ten epochs on the same high-loss rows our CAL's loss on them is 0.34-0.38 times "
+        "after 10 epochs on the same high-loss rows our CAL's loss on them is 0.34-0.38 times "
         "its loss on all its training rows (2 seeds)")
     assert replication.partial_fit_summary(table.iloc[:1]) == ""
 
