@@ -423,13 +423,8 @@ def jump_probe_reading(table: pd.DataFrame) -> str:
     """
     clauses = []
     for label, group in table.groupby("probe", sort=False):
-        ratio = float(group["ratio"].median())
-        if ratio < 0.5:
-            verdict = "removes most of the jump"
-        elif 1 / WITHIN_FACTOR <= ratio <= WITHIN_FACTOR:
-            verdict = "does not change it"
-        else:
-            verdict = "not decided by the declared rule"
+        verdict = {"halved": "removes most of the jump", "within": "does not change it"}.get(
+            _jump_class(float(group["ratio"].median())), "not decided by the declared rule")
         clauses.append(f"{label}: jump {group['jump'].median():.2f} against base CAL's "
                        f"{group['base CAL'].median():.2f} ({len(group)} seed"
                        f"{'s' if len(group) != 1 else ''}), {verdict}")
@@ -459,6 +454,19 @@ def budget_reading(fit: pd.DataFrame, short: str = "authors",
             f"profile's budget and {theirs:.1f} in their log: {verdict}")
 
 
+def _jump_class(ratio: float) -> str:
+    """The jump probes' declared class of a jump ratio, one rule for both readings.
+
+    ``halved`` (below half), ``within`` :data:`WITHIN_FACTOR`, ``above`` it, or ``between``
+    half and the factor's lower bound.
+    """
+    if ratio < 0.5:
+        return "halved"
+    if 1 / WITHIN_FACTOR <= ratio <= WITHIN_FACTOR:
+        return "within"
+    return "above" if ratio > WITHIN_FACTOR else "between"
+
+
 def jump_reading(jumps: pd.DataFrame) -> str:
     """The probe's declared reading of :func:`adversarial_jump`, largest network against smallest.
 
@@ -471,15 +479,12 @@ def jump_reading(jumps: pd.DataFrame) -> str:
     if len(by_size) < 2:
         return ""
     small, large = by_size.iloc[0], by_size.iloc[-1]
-    ratio = large["median"] / small["median"]
-    if ratio < 0.5:
-        verdict = "the network size is a large part of the gap"
-    elif 1 / WITHIN_FACTOR <= ratio <= WITHIN_FACTOR:
-        verdict = "the network size does not explain the gap"
-    elif ratio > WITHIN_FACTOR:
-        verdict = "not decided by the declared rule; the larger network jumps more, not less"
-    else:
-        verdict = "not decided by the declared rule"
+    verdict = {"halved": "the network size is a large part of the gap",
+               "within": "the network size does not explain the gap",
+               "above": "not decided by the declared rule; the larger network jumps more, "
+                        "not less",
+               "between": "not decided by the declared rule"}[
+        _jump_class(large["median"] / small["median"])]
     return (f"the adversarial jump is {large['median']:.2f} on the "
             f"{by_size.index[-1] / 1e6:.2f} M-parameter network ({int(large['size'])} seed"
             f"{'s' if large['size'] != 1 else ''}) against {small['median']:.2f} on the "
