@@ -422,6 +422,28 @@ def test_budget_table_pairs_targeted_cal_with_and_without_early_stopping_by_seed
     assert reporting.budget_table(records[:2]).empty
 
 
+@pytest.mark.parametrize("learned", [True, False])
+def test_budget_verdicts_withdraw_comparisons_whose_targeted_runs_did_not_learn_rows(learned):
+    records = []
+    for s in range(3):
+        records.append(_record("finetune", s, {col.PRIOR: 0.010}, col.PRIOR, 1024))
+        for overrides, loss in (([], 1.0 + 0.1 * s), ([["patience", 60]], 2.0 + 0.2 * s)):
+            run = _record("targeted", s, {col.PRIOR: loss}, col.PRIOR, 1024)
+            run["request"]["overrides"] = overrides
+            end = 0.01 if learned else 0.5  # the warm-up best on the own rows is 0.1
+            run["history"] = {"phase": [0.0, 0.0, 1.0, 1.0],
+                              f"{col.PRIOR}_target/loss": [0.2, 0.1, 0.3, end]}
+            records.append(run)
+    verdicts = reporting.budget_verdicts(reporting.budget_table(records), col.PRIOR, 1024)
+    if learned:
+        assert verdicts == {"es": "higher", "ft": "higher"}
+    else:
+        assert all(v.startswith("withdrawn: targeted CAL") and "3 of 3 seeds" in v
+                   for v in verdicts.values())
+    assert reporting.budget_verdicts(reporting.budget_table(records), col.RELATION, 256) == {
+        "es": "no runs yet", "ft": "no runs yet"}
+
+
 def test_budget_twins_pair_each_full_run_with_its_early_stopped_twin_and_no_other():
     def history(epochs, stop=None):
         # Warm-up of 3 epochs holds the best validation loss; epochs past ``stop`` differ.

@@ -53,6 +53,7 @@ from calkit.reporting.budget import (
     budget_targets,
     budget_twin_ratios,
     budget_twins,
+    budget_verdicts,
 )
 from calkit.reporting.claims import (
     CLAIM_FAMILIES,
@@ -211,6 +212,7 @@ __all__ = [
     "budget_targets",
     "budget_twin_ratios",
     "budget_twins",
+    "budget_verdicts",
     "change_cells",
     "change_columns",
     "chapter_methods",

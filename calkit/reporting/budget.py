@@ -145,6 +145,13 @@ BUDGET_QUESTIONS = (("es", "no early stopping vs targeted CAL"),
 """The budget table's questions, with the short keys of the book's glue names."""
 
 
+def _budget_rows(budget: pd.DataFrame, target: str, n_target: int) -> dict[str, pd.Series]:
+    """``question -> row`` of the budget table on one target (empty when it has none)."""
+    suffix = f"{col.set_label(target)}, N={n_target}"
+    return {claim.split(" on ")[0]: row for claim, row in budget.iterrows()
+            if claim.endswith(suffix)} if len(budget) else {}
+
+
 def budget_ratios(budget: pd.DataFrame, target: str, n_target: int
                   ) -> tuple[dict[str, dict[str, float]], int]:
     """The budget table's rows of one target as ratios of losses (1 + change), 3 figures.
@@ -158,12 +165,31 @@ def budget_ratios(budget: pd.DataFrame, target: str, n_target: int
         ``question key -> {"estimate", "low", "high"} -> ratio`` (NaN where the table has no
         row) for :data:`BUDGET_QUESTIONS`, and the seeds of the target's first row (0: none).
     """
-    suffix = f"{col.set_label(target)}, N={n_target}"
-    rows = {claim.split(" on ")[0]: row for claim, row in budget.iterrows()
-            if claim.endswith(suffix)} if len(budget) else {}
+    rows = _budget_rows(budget, target, n_target)
     ratios = {}
     for key, question in BUDGET_QUESTIONS:
         row = rows.get(question)
         ratios[key] = {part: float(f"{1 + row[part]:.3g}") if row is not None else float("nan")
                        for part in ("estimate", "low", "high")}
     return ratios, int(next(iter(rows.values()))["n"]) if rows else 0
+
+
+def budget_verdicts(budget: pd.DataFrame, target: str, n_target: int) -> dict[str, str]:
+    """The verdict of each budget question on one target, as the book quotes it.
+
+    ``lower``, ``higher`` or ``not resolved`` (Holm over the budget family), or, for a
+    comparison that rests on targeted runs that did not learn their rows, ``withdrawn`` with
+    the reason (:func:`~calkit.reporting.claims.withdrawal`), so that no sentence of the book
+    reads a failed run as a finding about the method. "no runs yet" where the table has no row.
+    """
+    rows = _budget_rows(budget, target, n_target)
+    out = {}
+    for key, question in BUDGET_QUESTIONS:
+        row = rows.get(question)
+        if row is None:
+            out[key] = "no runs yet"
+        elif row["verdict"] == "withdrawn":
+            out[key] = f"withdrawn: {row['withdrawn']}"
+        else:
+            out[key] = str(row["verdict"])
+    return out
