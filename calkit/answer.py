@@ -98,7 +98,15 @@ def _prose(name: str) -> str:
 
 
 def _possessive(name: str) -> str:
-    return f"{_prose(name)}'s"
+    """``"fine-tuning's"``; ``"that of X (...)"`` where a name ends in a parenthesis."""
+    prose = _prose(name)
+    return f"that of {prose}" if prose.endswith(")") else f"{prose}'s"
+
+
+def _loss_of(name: str) -> str:
+    """``"base CAL's loss"``; ``"the loss of X (...)"`` where a name ends in a parenthesis."""
+    prose = _prose(name)
+    return f"the loss of {prose}" if prose.endswith(")") else f"{prose}'s loss"
 
 
 def _seeds(n: pd.Series) -> str:
@@ -139,7 +147,7 @@ def _claim_groups(table: pd.DataFrame, paper_side: bool) -> str:
             f"{_where(set_name, n)} ({_change(row['estimate'])})")
     clauses = []
     for (b, a, direction), items in groups.items():
-        clause = f"{_possessive(b)} loss is {direction} than {_possessive(a)} on {_listing(items)}"
+        clause = f"{_loss_of(b)} is {direction} than {_possessive(a)} on {_listing(items)}"
         if paper_side:
             other = "higher" if direction == "lower" else "lower"
             clause += f", where the paper reports it {other}"

@@ -100,6 +100,18 @@ def test_sentences_quote_the_tables_counts_and_estimates():
     assert all(s.endswith(".") and (s[0].isupper() or s[0].isdigit()) for s in sentences.values())
 
 
+def test_a_method_name_ending_in_a_parenthesis_reads_as_the_loss_of_it():
+    headline = _headline().rename(index={
+        "targeted CAL vs fine-tuning on covariate (UMAP sparse), N=1024":
+            "targeted CAL (recipe chosen on held-out rows) vs fine-tuning on covariate "
+            "(UMAP sparse), N=1024"})
+    sentences = answer.claims_sentences(headline)
+    _assert_counts_match(sentences, headline)
+    text = " ".join(sentences.values())
+    assert ")'s" not in text
+    assert "the loss of targeted CAL (recipe chosen on held-out rows) is" in text
+
+
 def test_a_changed_verdict_changes_the_sentences():
     before = answer.claims_sentences(_headline())
     doctored = _headline()
