@@ -131,6 +131,38 @@ def own_rows_table(records: list[dict]) -> pd.DataFrame:
     return out
 
 
+def select_choices_table(records: list[dict]) -> pd.DataFrame:
+    """Which candidate recipe and epoch the held-out rows chose, per ``targeted_select`` target.
+
+    Columns: ``target_set, n_target, seeds``, one count per candidate
+    (:data:`~calkit.methods.targeted_select.TARGETED_CANDIDATE_LABELS`), ``epochs`` (the
+    median chosen epoch count, warm-up included) and ``warmup_chosen`` (runs whose chosen epoch
+    lies in the warm-up, so they never targeted). Runs with overrides (the controls) are left out.
+    """
+    from calkit.methods.targeted_select import TARGETED_CANDIDATE_LABELS, candidate_label
+
+    rows = []
+    for rec in records:
+        req, choice = rec["request"], rec.get("selection") or {}
+        if req["method"] != "targeted_select" or req.get("overrides") or "candidate" not in choice:
+            continue
+        rows.append({"target_set": req.get("target_set") or "",
+                     "n_target": int(req.get("n_target") or 0),
+                     "candidate": candidate_label(choice["candidate"]),
+                     "epochs": int(choice["epochs"]), "warmup_chosen": bool(choice["in_warmup"])})
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows)
+    keys = ["target_set", "n_target"]
+    counts = (pd.crosstab([frame[k] for k in keys], frame["candidate"])
+              .reindex(columns=list(TARGETED_CANDIDATE_LABELS), fill_value=0))
+    rest = frame.groupby(keys).agg(seeds=("epochs", "size"), epochs=("epochs", "median"),
+                                   warmup_chosen=("warmup_chosen", "sum"))
+    out = rest[["seeds"]].join(counts).join(rest[["epochs", "warmup_chosen"]]).reset_index()
+    out.columns.name = None
+    return out.astype({"warmup_chosen": int})
+
+
 def own_row_curves(records: list[dict]) -> pd.DataFrame:
     """Long table of own-row loss per epoch: ``run, target_set, n_target, seed, epoch, loss``."""
     return pd.DataFrame([{**kind, "seed": rec["request"]["seed"], "epoch": epoch, "loss": loss,

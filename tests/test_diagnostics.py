@@ -357,3 +357,29 @@ def test_budget_curves_summary_reads_cals_plateau_against_the_falling_irnet():
         "adversarial epochs (mean 0.030 over epochs 5-12, 0.020 over 13-20), while the IR-net's "
         "keeps falling (0.0010 at epoch 10, 0.0005 at 20)")
     assert replication.budget_curves_summary(curves[curves["run"] == "cal"]) == ""
+
+
+def test_select_choices_count_the_chosen_recipes_per_target_and_leave_the_controls_out():
+    from calkit.methods.targeted_select import TARGETED_CANDIDATE_LABELS, TARGETED_CANDIDATES
+
+    def run(seed, k, epochs, target=col.RELATION, n=128, overrides=()):
+        return {"request": {"method": "targeted_select", "seed": seed, "target_set": target,
+                            "n_target": n, "overrides": [list(o) for o in overrides]},
+                "selection": {"candidate": dict(reversed(TARGETED_CANDIDATES[k])),
+                              "epochs": epochs, "in_warmup": epochs <= 10}}
+
+    records = [run(0, 0, 40), run(1, 2, 8), run(2, 0, 50), run(0, 1, 30, col.PRIOR, 1024),
+               run(3, 1, 20, overrides=(("attack_epochs", 0),)),
+               {"request": {"method": "finetune", "seed": 0, "target_set": col.RELATION,
+                            "n_target": 128, "overrides": []}}]
+    table = diagnostics.select_choices_table(records).set_index(["target_set", "n_target"])
+    first, second, third = TARGETED_CANDIDATE_LABELS
+    relation = table.loc[(col.RELATION, 128)]
+    assert relation["seeds"] == 3 and relation[first] == 2 and relation[second] == 0
+    assert relation[third] == 1 and relation["epochs"] == 40 and relation["warmup_chosen"] == 1
+    assert table.loc[(col.PRIOR, 1024), second] == 1 and len(table) == 2
+    assert diagnostics.select_choices_table(records[-1:]).empty
+    stale = run(4, 0, 40)
+    stale["selection"]["candidate"] = {"lr": 0.5}
+    with pytest.raises(ValueError, match="not one of TARGETED_CANDIDATES"):
+        diagnostics.select_choices_table([stale])

@@ -48,6 +48,28 @@ TARGETED_CANDIDATES: tuple[tuple[tuple[str, Any], ...], ...] = (
 at the authors' constant 1e-4; and all four factors of the what-breaks-targeting study at the
 authors' values (their loop, rate, eval-mode quirk and theta rate)."""
 
+TARGETED_CANDIDATE_LABELS: tuple[str, ...] = (
+    "the profile's recipe", "constant 1e-4", "the authors' four factors")
+"""How the book names each of :data:`TARGETED_CANDIDATES`, in their order."""
+assert len(TARGETED_CANDIDATE_LABELS) == len(TARGETED_CANDIDATES)
+
+
+def candidate_label(overrides: dict[str, Any]) -> str:
+    """The label of a candidate given as a record stores it (``selection.candidate``).
+
+    Raises:
+        ValueError: When ``overrides`` is none of :data:`TARGETED_CANDIDATES` (a record of an
+            older candidate list), naming the known candidates.
+    """
+    wanted = sorted(overrides.items())
+    for candidate, label in zip(TARGETED_CANDIDATES, TARGETED_CANDIDATE_LABELS, strict=True):
+        if sorted(candidate) == wanted:
+            return label
+    raise ValueError(f"candidate {overrides!r} is not one of TARGETED_CANDIDATES "
+                     f"({', '.join(TARGETED_CANDIDATE_LABELS)}); was the record written by an "
+                     "older calkit?")
+
+
 HOLDOUT_FRACTION = 0.2
 """Share of the N target rows held out to choose the candidate and the epoch (fine-tuning's)."""
 
