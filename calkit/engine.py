@@ -116,6 +116,15 @@ class Snapshot:
     owner: str
     code: str | None = None
 
+    def stage(self, name: str) -> Snapshot:
+        """The snapshot of one fit (``name``, e.g. ``candidate0``) of a run that fits several."""
+        return Snapshot(stage_snapshot_path(self.path, name), f"{self.owner}:{name}", self.code)
+
+
+def stage_snapshot_path(snapshot: Path, stage: str) -> Path:
+    """Where one fit (``stage``) of a run that fits several keeps its state, beside the run's."""
+    return snapshot.with_name(f"{snapshot.stem}.{stage}{snapshot.suffix}")
+
 
 class SnapshotError(RuntimeError):
     """A snapshot file that cannot be resumed from (unreadable or of another run)."""

@@ -9,6 +9,7 @@ stale records are listed, never used, and ``calkit sweep GRID --rerun-stale`` re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from calkit.engine import stage_snapshot_path
 from calkit.files import atomic_write, repo_root
 from calkit.runs import RECORD_FORMAT, RunConfig
 
@@ -45,6 +47,27 @@ def checkpoint_path(run_id: str, profile: str, root: str | Path | None = None) -
 def snapshot_path(run_id: str, profile: str, root: str | Path | None = None) -> Path:
     """Where an unfinished run keeps its state between epochs (git-ignored, then removed)."""
     return results_dir(profile, root) / "checkpoints" / f"{run_id}.snapshot.pt"
+
+
+def current_snapshot(run_id: str, profile: str, root: str | Path | None = None
+                     ) -> tuple[str, Path] | None:
+    """``(stage, path)`` of the snapshot an unfinished run wrote last, or ``None``.
+
+    The stage is "" for a run that fits one network; for one that fits several in turn
+    (:func:`calkit.engine.stage_snapshot_path`), it is the stage of the most recently written
+    snapshot, the fit in progress (finished fits keep theirs until the run's record is written).
+    """
+    main = snapshot_path(run_id, profile, root)
+    if main.is_file():
+        return "", main
+    written = []
+    for path in main.parent.glob(stage_snapshot_path(main, "*").name):
+        with contextlib.suppress(OSError):  # replaced or removed while we look
+            written.append((path.stat().st_mtime, path))
+    if not written:
+        return None
+    path = max(written)[1]
+    return path.name[len(main.stem) + 1:-len(main.suffix)], path
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,12 @@ from calkit.engine import SnapshotProgress, read_snapshot_progress
 from calkit.methods import get_method
 from calkit.profiles import PROFILES, check_profile
 from calkit.runs import RunConfig
-from calkit.store import record_path, results_dir, snapshot_path, stale_records_of
+from calkit.store import (
+    current_snapshot,
+    record_path,
+    results_dir,
+    stale_records_of,
+)
 
 DASK_HINT = ("pip install 'calkit-ood[dask]'  (Slurm: pip install 'calkit-ood[slurm]'), or run "
              "in-process with --jobs 1")
@@ -211,16 +216,27 @@ def _epochs_and_patience(config: RunConfig) -> tuple[int, int]:
 
 
 def snapshot_progress(configs: list[RunConfig], root: str | Path | None = None
-                      ) -> dict[str, tuple[SnapshotProgress, int, int]]:
-    """``run_id -> (progress, planned epochs, patience)`` for every unrecorded run's snapshot."""
+                      ) -> dict[str, tuple[str, SnapshotProgress, int, int]]:
+    """``run_id -> (stage, progress, planned epochs, patience)`` of every unrecorded run's snapshot.
+
+    ``stage`` is "" for a run that fits one network, else the fit in progress (e.g.
+    ``candidate1`` of ``targeted_select``, :func:`calkit.store.current_snapshot`); the planned
+    epochs are the run's, an upper bound for a refit that the search chose shorter.
+    """
     out = {}
     for config in configs:
         if record_path(config.run_id, config.profile, root).is_file():
             continue
-        progress = read_snapshot_progress(snapshot_path(config.run_id, config.profile, root))
-        if progress is not None:
-            out[config.run_id] = (progress, *_epochs_and_patience(config))
+        found = current_snapshot(config.run_id, config.profile, root)
+        progress = read_snapshot_progress(found[1]) if found else None
+        if found and progress is not None:
+            out[config.run_id] = (found[0], progress, *_epochs_and_patience(config))
     return out
+
+
+def progress_label(run_id: str, stage: str) -> str:
+    """``run_id``, or ``run_id:stage`` for one fit of a run that fits several."""
+    return f"{run_id}:{stage}" if stage else run_id
 
 
 @contextlib.contextmanager
@@ -236,8 +252,8 @@ def _progress_postfix(bar: tqdm, configs: list[RunConfig], root: str | Path | No
     def watch() -> None:
         while not stop.wait(every):
             shown = snapshot_progress(configs, root)
-            bar.set_postfix_str("; ".join(f"{run_id} {p.epochs_run}/{total}"
-                                          for run_id, (p, total, _) in shown.items()))
+            bar.set_postfix_str("; ".join(f"{progress_label(run_id, stage)} {p.epochs_run}/{total}"
+                                          for run_id, (stage, p, total, _) in shown.items()))
 
     thread = threading.Thread(target=watch, name="calkit-sweep-progress", daemon=True)
     thread.start()
@@ -481,11 +497,12 @@ def main(argv: list[str] | None = None) -> int:
         partial = snapshot_progress(configs, args.results)
         for c in configs:
             state = "done" if c.run_id in done_ids else "stale" if c.run_id in stale else "todo"
-            if state == "todo" and snapshot_path(c.run_id, c.profile, args.results).is_file():
+            if state == "todo" and c.run_id in partial:
                 state = "part"  # an interrupted run: it resumes from its snapshot
             print(f"{state:5s}  {c.run_id}  {c}")
             if c.run_id in partial:
-                print(f"       {describe_progress(*partial[c.run_id])}")
+                stage, *progress = partial[c.run_id]
+                print(f"       {stage + ': ' if stage else ''}{describe_progress(*progress)}")
         return 0
     if args.cluster and args.scheduler:
         print("calkit sweep: give --scheduler or --cluster, not both", file=sys.stderr)

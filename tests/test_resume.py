@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ from calkit.engine import (
     SnapshotProgress,
     TrainingEngine,
     read_snapshot_progress,
+    stage_snapshot_path,
 )
 from calkit.methods.cal import fit_cal
 from calkit.runs import RunConfig
@@ -177,3 +179,28 @@ def test_a_running_sweep_shows_each_unfinished_runs_epochs(tmp_path, monkeypatch
 
     assert sweep.run_sweep([config], jobs=1, root=tmp_path, runner=slow_runner) == {}
     assert f"{config.run_id} 3/4" in capsys.readouterr().err
+
+
+def test_progress_of_a_run_that_fits_several_networks_names_the_fit_in_progress(tmp_path, capsys):
+    config = RunConfig(method="baseline", profile="smoke", epochs=4)
+    main = store.snapshot_path(config.run_id, "smoke", tmp_path)
+    main.parent.mkdir(parents=True)
+    assert store.current_snapshot(config.run_id, "smoke", tmp_path) is None
+    finished = stage_snapshot_path(main, "candidate0")
+    fake_snapshot(finished, [1.0] * 4, [None] * 4, bad_epochs=0)
+    in_progress = stage_snapshot_path(main, "candidate1")
+    fake_snapshot(in_progress, [1.0, 1.0], [None] * 2, bad_epochs=0)
+    os.utime(finished, (1e9, 1e9))  # written long before the fit in progress
+    assert store.current_snapshot(config.run_id, "smoke", tmp_path) == ("candidate1", in_progress)
+    stage, progress, total, _ = sweep.snapshot_progress([config], tmp_path)[config.run_id]
+    assert (stage, progress.epochs_run, total) == ("candidate1", 2, 4)
+    assert sweep.progress_label(config.run_id, stage) == f"{config.run_id}:candidate1"
+    fake_snapshot(main, [1.0], [None], bad_epochs=0)  # a single-fit run's own snapshot wins
+    assert store.current_snapshot(config.run_id, "smoke", tmp_path) == ("", main)
+    main.unlink()
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: t\nseeds: [0]\nruns:\n"
+                    "  - {method: baseline, profile: smoke, epochs: 4}\n")
+    assert sweep.main([str(grid), "--dry-run", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"part   {config.run_id}") and "candidate1: epoch 2 of 4 done" in out

@@ -91,11 +91,7 @@ def stage_snapshot(snapshot: Snapshot | None, stage: str) -> Snapshot | None:
     resumes in the fit it was in and skips those that finished (a finished fit's snapshot
     resumes to its end without training).
     """
-    if snapshot is None:
-        return None
-    path = snapshot.path
-    return Snapshot(path.with_name(f"{path.stem}.{stage}{path.suffix}"),
-                    owner=f"{snapshot.owner}:{stage}", code=snapshot.code)
+    return None if snapshot is None else snapshot.stage(stage)
 
 
 def run_targeted_select(inputs: MethodInputs) -> MethodOutput:
