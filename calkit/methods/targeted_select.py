@@ -50,8 +50,8 @@ authors' values (their loop, rate, eval-mode quirk and theta rate)."""
 
 TARGETED_CANDIDATE_LABELS: tuple[str, ...] = (
     "the profile's recipe", "constant 1e-4", "the authors' four factors")
-"""How the book names each of :data:`TARGETED_CANDIDATES`, in their order."""
-assert len(TARGETED_CANDIDATE_LABELS) == len(TARGETED_CANDIDATES)
+"""How the book names each of :data:`TARGETED_CANDIDATES`, in their order (checked by
+:func:`candidate_label`'s strict zip)."""
 
 
 def candidate_label(overrides: dict[str, Any]) -> str:
