@@ -139,6 +139,8 @@ def select_choices_table(records: list[dict]) -> pd.DataFrame:
     median chosen epoch count, warm-up included) and ``warmup_chosen`` (runs whose chosen epoch
     lies in the warm-up, so they never targeted). Runs with overrides (the controls) are left out.
     """
+    # Late: importing calkit.methods registers every method (and loads torch); the record
+    # checks above need neither.
     from calkit.methods.targeted_select import TARGETED_CANDIDATE_LABELS, candidate_label
 
     rows = []
