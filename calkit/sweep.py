@@ -501,8 +501,9 @@ def main(argv: list[str] | None = None) -> int:
                 state = "part"  # an interrupted run: it resumes from its snapshot
             print(f"{state:5s}  {c.run_id}  {c}")
             if c.run_id in partial:
-                stage, *progress = partial[c.run_id]
-                print(f"       {stage + ': ' if stage else ''}{describe_progress(*progress)}")
+                stage, progress, total_epochs, patience = partial[c.run_id]
+                line = describe_progress(progress, total_epochs, patience)
+                print(f"       {stage + ': ' if stage else ''}{line}")
         return 0
     if args.cluster and args.scheduler:
         print("calkit sweep: give --scheduler or --cluster, not both", file=sys.stderr)
