@@ -312,6 +312,33 @@ def slurm_cluster(cores: int = 4, memory: str = "16GB", walltime: str = "04:00:0
     return cluster
 
 
+def check_workers_unpickle(client: Any, runner: Runner, config: RunConfig) -> None:
+    """Fail unless every connected worker can unpickle a sweep task (its function and arguments).
+
+    A worker that cannot unpickle a task (its calkit does not import, or the runner's module is
+    not on its path) logs the error and stops taking work without telling the scheduler, so the
+    sweep would wait forever. Here each worker unpickles the same payload through
+    ``pickle.loads``, which every Python imports, so the check is answered either way; workers
+    that join later are not checked.
+
+    Raises:
+        SweepError: With the worker's error and the fix.
+    """
+    import pickle
+
+    import cloudpickle  # a dependency of distributed, which serialises tasks with it
+
+    payload = cloudpickle.dumps((_task, runner, config))
+    try:
+        client.run(pickle.loads, payload)
+    except Exception as exc:  # whatever unpickling raised on the worker
+        raise SweepError(
+            f"a Dask worker cannot unpickle a sweep task ({type(exc).__name__}: {exc}). The "
+            "workers need the same environment as this process: install calkit there, or give "
+            "them the same PYTHONPATH, and check that `python -c 'import calkit.sweep'` and the "
+            f"runner's module ({runner.__module__}) import on a worker.") from exc
+
+
 @contextlib.contextmanager
 def dask_client(scheduler: str | None = None, jobs: int = 2,
                 cluster: Any = None) -> Iterator[Any]:
@@ -377,7 +404,8 @@ def run_sweep(
             a picklable top-level function for Dask.
 
     Raises:
-        SweepError: If Dask is needed but missing, or the scheduler cannot be reached.
+        SweepError: If Dask is needed but missing, the scheduler cannot be reached, or a
+            worker cannot unpickle a task.
     """
     runner = runner or _run_one
     use_dask = scheduler is not None or cluster is not None or jobs != 1
@@ -427,6 +455,7 @@ def run_sweep(
                 with dask_client(scheduler, jobs, cluster) as client:
                     if not client.scheduler_info().get("workers"):
                         print("[sweep] the Dask cluster has no workers yet; the runs wait for them")
+                    check_workers_unpickle(client, runner, todo[0])
                     for batch in (first, later):  # the second phase starts from the first's records
                         futures = {client.submit(_task, runner, c, root_s, pure=False,
                                                  retries=TASK_RETRIES): c for c in batch}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -120,6 +121,36 @@ def test_a_worker_lost_mid_run_is_retried_and_nothing_finished_is_lost(cluster, 
     # The cluster got its worker back.
     with distributed.Client(client_addr, timeout="5s") as client:
         client.wait_for_workers(2, timeout=30)
+
+
+def test_a_task_the_workers_cannot_unpickle_fails_the_sweep_instead_of_hanging(
+        cluster, configs, tmp_path, monkeypatch):
+    # The runner's module is on this process's path only, as when a worker runs another
+    # environment. Such a worker logs the ImportError and stops taking work without telling the
+    # scheduler, so without the check the sweep waits forever: run it in a thread and give up.
+    (tmp_path / "runner_here_only.py").write_text(
+        "def runner(config, root):\n    return config.run_id, 0.0, None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import runner_here_only
+
+    outcome: dict[str, BaseException | None] = {}
+
+    def attempt() -> None:
+        try:
+            sweep.run_sweep(configs, root=tmp_path / "res", progress=False,
+                            runner=runner_here_only.runner, scheduler=cluster.scheduler_address)
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the sweep hung on a task its workers cannot unpickle"
+    error = outcome["error"]
+    assert isinstance(error, sweep.SweepError)
+    assert "runner_here_only" in str(error) and "PYTHONPATH" in str(error)
+    assert not (tmp_path / "res").exists() or not list((tmp_path / "res").rglob("*.json"))
 
 
 def test_a_bad_scheduler_address_fails_fast_and_names_the_fix(configs, tmp_path, capsys,
