@@ -122,7 +122,16 @@ def test_targeted_claims_move_to_the_superseding_runs_only_at_as_many_seeds():
 
     label, old = prior_claim(records)
     assert label.startswith("targeted CAL vs") and old["estimate"] > 3  # the old runs, 3 seeds
+    sources = reporting.claim_sources(records)
+    assert sources[["reads", "subject_seeds", "successor_seeds"]].values.tolist() == [
+        ["targeted", 3, 2]]
+    assert reporting.claim_sources_summary(sources).startswith(
+        "0 of 1 targeted claims read the redone runs; the other 1 read the earlier runs")
     records.append(_record("targeted_select", 2, {col.PRIOR: 0.052}, col.PRIOR, 1024))
+    assert reporting.claim_sources(records)["reads"].tolist() == ["targeted_select"]
+    assert reporting.claim_sources_summary(reporting.claim_sources(records)) == (
+        f"1 of 1 targeted claims read the redone runs ({col.set_label(col.PRIOR)}, N=1024, "
+        "with 3 seeds)")
     label, row = prior_claim(records)
     assert label.startswith("targeted CAL (recipe chosen") and row["estimate"] < 0
     assert row["n"] == 3 and row["paper_change"] == old["paper_change"]  # the paper's value stays

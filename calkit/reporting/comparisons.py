@@ -190,6 +190,57 @@ def claim_subject(records: list[dict], subject: str, target: str, n: int) -> str
     return newer if seeds(newer) and seeds(newer) >= seeds(subject) else subject
 
 
+def claim_sources(records: list[dict]) -> pd.DataFrame:
+    """Which runs answer each targeted claim now, and how far the runs that supersede them are.
+
+    One row per ``(subject, target set, N)`` of the paper's targeted table whose subject has a
+    successor in the registry: ``subject``, ``successor``, ``target_set``, ``n_target``, the
+    seeds of each (``subject_seeds``, ``successor_seeds``, without overrides) and ``reads``,
+    the method :func:`claim_subject` answers the claim with.
+    """
+    rows = []
+    for target, n in targeted_pairs(records):
+        for subject in paper_table_subjects("targeted"):
+            newer = successor(subject)
+            if not newer:
+                continue
+            seeds = {m: len({r.seed for r in as_records(records) if r.method == m
+                             and r.target_set == target and r.n_target == n
+                             and not r.has_overrides}) for m in (subject, newer)}
+            rows.append({"subject": subject, "successor": newer, "target_set": target,
+                         "n_target": n, "subject_seeds": seeds[subject],
+                         "successor_seeds": seeds[newer],
+                         "reads": claim_subject(records, subject, target, n)})
+    return pd.DataFrame(rows, columns=["subject", "successor", "target_set", "n_target",
+                                       "subject_seeds", "successor_seeds", "reads"])
+
+
+def claim_sources_summary(sources: pd.DataFrame) -> str:
+    """One clause on :func:`claim_sources`: the claims that moved and how far the others are.
+
+    E.g. "1 of 4 targeted claims read the redone runs (relation (piezo), N=128, with 10 seeds);
+    the other 3 wait until ...".
+    """
+    if sources.empty:
+        return ""
+    moved = sources[sources["reads"] == sources["successor"]]
+    waiting = sources[sources["reads"] != sources["successor"]]
+
+    def where(row) -> str:
+        return f"{col.set_label(row.target_set)}, N={row.n_target}"
+
+    text = f"{len(moved)} of {len(sources)} targeted claims read the redone runs"
+    if len(moved):
+        text += " (" + "; ".join(f"{where(r)}, with {r.successor_seeds} seeds"
+                                 for r in moved.itertuples()) + ")"
+    if len(waiting):
+        progress = "; ".join(f"{where(r)}: {r.successor_seeds} of {r.subject_seeds} seeds"
+                             for r in waiting.itertuples())
+        text += (f"; the other {len(waiting)} read the earlier runs until the redone ones cover as "
+                 f"many seeds ({progress})")
+    return text
+
+
 def _targeted_comparisons(records: list[dict], family: ComparisonFamily,
                           with_paper: bool) -> list[Comparison]:
     """The targeted table's methods against its reference on every target and N of the records.
