@@ -45,6 +45,7 @@ import contextlib
 import dataclasses
 import functools
 import shutil
+import statistics
 import sys
 import threading
 import time
@@ -62,6 +63,7 @@ from calkit.profiles import PROFILES, check_profile
 from calkit.runs import RunConfig
 from calkit.store import (
     current_snapshot,
+    load_record,
     record_path,
     results_dir,
     stale_records_of,
@@ -170,6 +172,79 @@ def plan(configs: list[RunConfig], root: str | Path | None = None
         if old:
             stale[config.run_id] = old
     return done, todo, stale
+
+
+@dataclasses.dataclass(frozen=True)
+class EntryCost:
+    """One grid entry (its runs differ only in the seed): runs recorded and left, and wall times.
+
+    The wall times are the recorded runs' ``wall_seconds``: a run's last process only, so a
+    resumed run counts less than it cost.
+    """
+
+    entry: RunConfig
+    done: int
+    left: int
+    walls: tuple[float, ...]
+
+    @property
+    def median_seconds(self) -> float | None:
+        """Median wall time of the recorded runs, or None when none is recorded."""
+        return statistics.median(self.walls) if self.walls else None
+
+    @property
+    def hours_left(self) -> float | None:
+        """CPU-hours left at the median wall time (None when there is nothing to time)."""
+        median = self.median_seconds
+        return None if median is None else self.left * median / 3600
+
+
+def cost_plan(configs: list[RunConfig], root: str | Path | None = None) -> list[EntryCost]:
+    """The grid's entries in order, each with its runs recorded and left and their wall times."""
+    recorded: dict[RunConfig, list[float | None]] = {}
+    left: dict[RunConfig, int] = {}
+    for config in configs:
+        key = dataclasses.replace(config, seed=0, device="auto")
+        recorded.setdefault(key, [])
+        left.setdefault(key, 0)
+        path = record_path(config.run_id, config.profile, root)
+        if path.is_file():
+            recorded[key].append(load_record(path).get("wall_seconds"))
+        else:
+            left[key] += 1
+    return [EntryCost(key, len(walls), left[key], tuple(float(w) for w in walls if w is not None))
+            for key, walls in recorded.items()]
+
+
+def entry_label(entry: RunConfig) -> str:
+    """A grid entry in a few words: method, overrides, target, profile and any size override."""
+    text = entry.method + "".join(f" {k}={v}" for k, v in entry.overrides)
+    if entry.target_set:
+        text += f" -> {entry.target_set} N={entry.n_target}"
+    extras = [entry.profile, entry.dataset] + ([entry.model_preset] if entry.model_preset else []) \
+        + ([f"{entry.epochs} epochs"] if entry.epochs else [])
+    return f"{text} ({', '.join(extras)})"
+
+
+def describe_cost(entries: list[EntryCost]) -> list[str]:
+    """The lines of ``--dry-run``'s plan: one per entry, then the CPU-hours left in all.
+
+    An entry with no recorded run has nothing to time; the total says how many runs those are.
+    """
+    lines = ["plan (CPU time at the median wall time of each entry's recorded runs, their last "
+             "process):"]
+    for e in entries:
+        median = e.median_seconds
+        cost = ("no recorded run to time" if median is None else
+                f"median {_duration(median)} a run, about {e.hours_left:.1f} CPU-h left")
+        lines.append(f"  {entry_label(e.entry)}: {e.done} done, {e.left} left; {cost}")
+    timed = sum(e.hours_left or 0.0 for e in entries)
+    untimed = sum(e.left for e in entries if e.median_seconds is None)
+    total = sum(e.done + e.left for e in entries)
+    lines.append(f"  {sum(e.done for e in entries)} of {total} runs recorded; about {timed:.1f} "
+                 "CPU-h left in the timed entries"
+                 + (f", and {untimed} runs of entries with no recorded run" if untimed else ""))
+    return lines
 
 
 PROGRESS_POLL_SECONDS = 60.0
@@ -533,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                 stage, progress, total_epochs, patience = partial[c.run_id]
                 line = describe_progress(progress, total_epochs, patience)
                 print(f"       {stage + ': ' if stage else ''}{line}")
+        print("\n".join(describe_cost(cost_plan(configs, args.results))))
         return 0
     if args.cluster and args.scheduler:
         print("calkit sweep: give --scheduler or --cluster, not both", file=sys.stderr)

@@ -204,3 +204,30 @@ def test_progress_of_a_run_that_fits_several_networks_names_the_fit_in_progress(
     assert sweep.main([str(grid), "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"part   {config.run_id}") and "candidate1: epoch 2 of 4 done" in out
+
+
+def test_dry_run_plans_cpu_hours_from_the_recorded_runs_of_each_entry(tmp_path, capsys):
+    """``--dry-run`` ends with a plan: per grid entry (runs that differ only in the seed), runs
+    done and left and the CPU-hours left at the median wall time of its recorded runs."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: t\nseeds: [0, 1, 2, 3]\nruns:\n  - {method: baseline}\n"
+                    "  - {method: finetune, target_set: relation, n_target: 16}\n")
+    configs = sweep.load_grid(grid, profile="smoke")
+    baselines = [c for c in configs if c.method == "baseline"]
+    for config, wall in zip(baselines[:3], [600.0, 1800.0, 1200.0], strict=True):
+        store.write_json({"run_id": config.run_id, "request": config.request(),
+                          "wall_seconds": wall},
+                         store.record_path(config.run_id, "smoke", tmp_path))
+    base, tune = sweep.cost_plan(configs, tmp_path)
+    assert (base.done, base.left, base.median_seconds) == (3, 1, 1200.0)
+    assert base.hours_left == pytest.approx(1200 / 3600)
+    assert (tune.done, tune.left, tune.median_seconds, tune.hours_left) == (0, 4, None, None)
+    lines = sweep.describe_cost([base, tune])
+    assert lines[1].startswith("  baseline (smoke, mp2019): 3 done, 1 left; median 20 min")
+    assert "finetune -> relation N=16" in lines[2] and "no recorded run to time" in lines[2]
+    assert lines[-1] == ("  3 of 8 runs recorded; about 0.3 CPU-h left in the timed entries, "
+                         "and 4 runs of entries with no recorded run")
+    assert sweep.main([str(grid), "--profile", "smoke", "--results", str(tmp_path),
+                       "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-len(lines):] == lines
