@@ -107,10 +107,21 @@ def shift_kind(name: str) -> str:
     return {RELATION: "relation"}.get(name, name)
 
 
+OWN_ROWS_SUFFIX = "_target"
+"""Suffix of the set that holds a targeted run's N drawn rows (its *own rows*)."""
+
+
+def own_rows(set_name: str) -> str:
+    """The name of the set of the N rows a targeted run draws from ``set_name``."""
+    return set_name + OWN_ROWS_SUFFIX
+
+
 def set_label(name: str) -> str:
     """Readable label of a set, including the target-named sets of any data set."""
     if name in SET_LABELS:
         return SET_LABELS[name]
+    if name.endswith(OWN_ROWS_SUFFIX):
+        return f"the N target rows of {set_label(name.removesuffix(OWN_ROWS_SUFFIX))}"
     if name.startswith("infoY_") and name.endswith(("_lower", "_upper")):
         target, tail = name[len("infoY_"):].rsplit("_", 1)
         return f"prior, {'low' if tail == 'lower' else 'high'} tail ({target})"

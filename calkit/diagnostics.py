@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-OWN_ROWS_SUFFIX = "_target/loss"
+from calkit import columns as col
+
+OWN_ROWS_SUFFIX = col.OWN_ROWS_SUFFIX + "/loss"
 """History key suffix of the loss on a targeted run's own N rows."""
 
 

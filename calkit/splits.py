@@ -649,5 +649,5 @@ def select_target(sets: SetMasks, target_set: str, n_target: int, seed: int = 31
     drawn = np.zeros_like(masks[name])
     drawn[idx] = True
     new = {k: m & ~drawn for k, m in masks.items()}
-    new[f"{name}_target"] = drawn
+    new[col.own_rows(name)] = drawn
     return idx, new

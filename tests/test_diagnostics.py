@@ -103,6 +103,33 @@ def test_replication_table_sets_our_mean_beside_the_authors_log():
     assert bool(row["agree"])
 
 
+def test_the_authors_fine_tune_training_rows_are_compared_with_the_n_rows_it_fine_tunes_on():
+    """Their fine-tune's 'train' is its loss on the N rows it fine-tunes on: its EMA model scores
+    there about what it scores on the target set, far above the IR-net's training loss. Ours is
+    compared from the same rows (``<target>_target``), never from the IR-net's training rows."""
+    log = replication.authors_log()
+    tune = log[(log["method"] == "finetune") & (log["target_set"] == col.PRIOR)
+               & (log["model"] == "ema")].set_index("set")["loss"]
+    ir_net = log[(log["method"] == "baseline") & (log["set"] == col.TRAIN)]["loss"].iloc[0]
+    assert tune[col.TRAIN] > 5 * ir_net and tune[col.TRAIN] == pytest.approx(tune[col.PRIOR],
+                                                                            rel=0.2)
+    records = []
+    for s in range(2):
+        record = _targeted("finetune", s, None, 0.01)
+        for metrics in record["metrics"].values():
+            metrics[col.own_rows(col.PRIOR)] = {"n": 1024, "loss": 0.0012, "mae": 0.0024}
+        records.append(record)
+    table = replication.replication_table(records)
+    row = table[(table["method"] == "finetune") & (table["target_set"] == col.PRIOR)
+                & (table["set"] == col.own_rows(col.PRIOR))].iloc[0]
+    assert row["ours"] == pytest.approx(0.0012) and row["theirs"] == pytest.approx(0.0006)
+    assert row["differs"] == replication.FINETUNE_TRAINING
+    assert not ((table["method"] == "finetune") & (table["set"] == col.TRAIN)).any()
+    # The IR-net and CAL rows still read the training rows.
+    assert col.set_label(col.own_rows(col.PRIOR)) == (
+        f"the N target rows of {col.set_label(col.PRIOR)}")
+
+
 def test_factor_study_reading_rule():
     def study(setting_overrides, curve, seeds=3):
         return [_targeted("targeted", s, curve, 0.1, overrides=setting_overrides)
