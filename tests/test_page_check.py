@@ -33,13 +33,17 @@ def report(tmp_path_factory):
     wide = "<table><thead><tr>" + "".join(f"<th>column {i} header</th>" for i in range(12)) \
         + "</tr></thead><tbody><tr>" + "<td>1.234567</td>" * 12 + "</tr></tbody></table>"
     narrow = "<table><thead><tr><th>claim</th><th>verdict</th></tr></thead></table>"
+    elided = ("<table><thead><tr><th></th><th>theirs</th></tr></thead><tbody>"
+              + "".join(f"<tr><th>{h}</th><td>0.1</td></tr>" for h in ("a", "...", "z"))
+              + "</tbody></table>")
     (html / "book" / "intro.html").write_text(PAGE.format(
         title="intro", body=r"<p>Inline <span class='math'>\(\frac{a}{b}\)</span> unrendered.</p>"
                             r"<pre>\frac{in code} is fine</pre>"
                             f"<p>read from {ROOT}/results/cpu (a leaked path)</p>"))
     (html / "notebooks" / "04_results.html").write_text(PAGE.format(
         title="results", body=f"<section><h2>Claims</h2>{narrow}{wide}"
-                              f"<details><summary>detail</summary>{wide}</details></section>"))
+                              f"<details><summary>detail</summary>{wide}{elided}</details>"
+                              f"</section><section><h2>Replication</h2>{elided}</section>"))
     shots = tmp_path_factory.mktemp("shots")
     return check_book(html, shots, width=1280), shots
 
@@ -56,7 +60,7 @@ def test_a_table_wider_than_the_column_is_reported_with_its_widths(report):
     results = pages["notebooks/04_results.html"]
     assert results["column_width"] == pytest.approx(700, abs=1)
     assert [t["index"] for t in results["wide_tables"]] == [1]  # not the folded one
-    assert results["tables"] == 2 and results["folded_tables"] == 1
+    assert results["tables"] == 3 and results["folded_tables"] == 2
     wide = results["wide_tables"][0]
     assert wide["width"] > 700 and wide["section"] == "Claims"
     assert wide["header"].startswith("column 0 header | column 1 header")
@@ -82,3 +86,12 @@ def test_an_absolute_path_of_this_machine_is_reported(report):
 def test_a_path_counts_only_as_a_folder():
     assert machine_paths_in("see /root/x and /roots", ["/root"]) == ["see /root/x and /roots"]
     assert machine_paths_in("see /roots only", ["/root"]) == []
+
+
+def test_a_visible_table_with_elided_rows_is_reported_and_a_folded_one_is_not(report):
+    pages, _ = report
+    results = pages["notebooks/04_results.html"]
+    assert [t["index"] for t in results["elided_tables"]] == [4]
+    line = next(x for x in page_failures(results) if "elides rows" in x)
+    assert line.startswith("table 4 (theirs") and "section 'Replication'" in line
+    assert "display.max_rows" in line

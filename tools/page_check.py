@@ -12,7 +12,8 @@ CDN), and visible raw TeX outside code (``\frac``, ``\mathrm``, ``$$``, ``\(``, 
 math that did not render). On the results chapter (``--table-pages``), every table is measured
 against the width of the page's content column (``article.bd-article``); a wider visible table
 is a failure, reported with its page, its header and both widths (a table in a folded block is
-counted, not measured, until it is opened). ``--screenshots DIR`` saves a
+counted, not measured, until it is opened), and so is a visible table whose rows pandas elided
+(a ``...`` row: the reader cannot see them). ``--screenshots DIR`` saves a
 full-page PNG of the intro and the results chapter (``--shoot``) there.
 
 The pages are served from the loopback (``127.0.0.1``) by a throwaway HTTP server; Chromium is
@@ -93,8 +94,10 @@ TABLE_WIDTHS = """(() => {
                        .map(h => h.innerText.trim()).filter(Boolean);
     const section = t.closest('section');
     const heading = section && section.querySelector('h1, h2, h3');
+    const elided = Array.from(t.querySelectorAll('tbody th, tbody td'))
+                        .some(c => c.innerText.trim() === '...');
     return {index: i, width: Math.max(t.scrollWidth, t.getBoundingClientRect().width),
-            header: heads.slice(0, 6).join(' | ').slice(0, 120),
+            elided: elided, header: heads.slice(0, 6).join(' | ').slice(0, 120),
             section: heading ? heading.innerText.replace(/#$/, '').trim() : ''};
   });
   return {column: width, tables: tables, folded: all.length - tables.length};
@@ -225,6 +228,7 @@ async def _check_pages(ws_url: str, base: str, pages: list[str], shots: Path | N
             value["folded_tables"] = widths.get("folded", 0)
             if column is not None:
                 value["wide_tables"] = [t for t in widths["tables"] if t["width"] > column + 1]
+            value["elided_tables"] = [t for t in widths.get("tables", []) if t.get("elided")]
         errors, offline = [], []
         for e in events:
             method, params = e.get("method"), e.get("params", {})
@@ -288,8 +292,9 @@ def check_book(html: Path, screenshots: Path | None = None, width: int = 1280,
         Per page (path relative to ``html``): ``errors``, ``broken`` images, ``inputs`` and
         ``visibleInputs``, ``offline_requests``, ``mathjax`` (script URLs),
         ``mathjax_external`` (those not served by the build), ``mathjax_state``, ``raw_tex``
-        (visible snippets), ``wide_tables`` (``index``, ``header``, ``section``, ``width``)
-        and ``column_width`` on the table pages, ``screenshot`` (a path) on the shot pages.
+        (visible snippets), ``wide_tables`` (``index``, ``header``, ``section``, ``width``),
+        ``elided_tables`` (visible tables with pandas' ``...`` row) and ``column_width`` on the
+        table pages, ``screenshot`` (a path) on the shot pages.
 
     Raises:
         RuntimeError: If Chromium is not installed.
@@ -346,6 +351,10 @@ def page_failures(info: dict) -> list[str]:
         lines.append(f"table {table['index']} ({table['header'] or 'no header'}; section "
                      f"'{table['section']}') is {table['width']:.0f} px wide in a {column:.0f} px "
                      f"column ({table['width'] - column:+.0f} px)")
+    for table in info.get("elided_tables", []):
+        lines.append(f"table {table['index']} ({table['header'] or 'no header'}; section "
+                     f"'{table['section']}') elides rows ('...'): show it whole "
+                     "(pd.option_context('display.max_rows', None)) or fold it")
     return lines
 
 
