@@ -221,8 +221,11 @@ def entry_label(entry: RunConfig) -> str:
     text = entry.method + "".join(f" {k}={v}" for k, v in entry.overrides)
     if entry.target_set:
         text += f" -> {entry.target_set} N={entry.n_target}"
-    extras = [entry.profile, entry.dataset] + ([entry.model_preset] if entry.model_preset else []) \
-        + ([f"{entry.epochs} epochs"] if entry.epochs else [])
+    extras = [entry.profile, entry.dataset]
+    if entry.model_preset:
+        extras.append(entry.model_preset)
+    if entry.epochs:
+        extras.append(f"{entry.epochs} epochs")
     return f"{text} ({', '.join(extras)})"
 
 
