@@ -182,12 +182,14 @@ def claim_subject(records: list[dict], subject: str, target: str, n: int) -> str
     newer = successor(subject)
     if not newer:
         return subject
+    seeds = _plain_seeds(records, newer, target, n)
+    return newer if seeds and seeds >= _plain_seeds(records, subject, target, n) else subject
 
-    def seeds(method: str) -> int:
-        return len({r.seed for r in as_records(records) if r.method == method
-                    and r.target_set == target and r.n_target == n and not r.has_overrides})
 
-    return newer if seeds(newer) and seeds(newer) >= seeds(subject) else subject
+def _plain_seeds(records: list[dict], method: str, target: str, n: int) -> int:
+    """Seeds of ``method``'s runs on ``(target, N)`` without overrides."""
+    return len({r.seed for r in as_records(records) if r.method == method
+                and r.target_set == target and r.n_target == n and not r.has_overrides})
 
 
 def claim_sources(records: list[dict]) -> pd.DataFrame:
@@ -204,12 +206,10 @@ def claim_sources(records: list[dict]) -> pd.DataFrame:
             newer = successor(subject)
             if not newer:
                 continue
-            seeds = {m: len({r.seed for r in as_records(records) if r.method == m
-                             and r.target_set == target and r.n_target == n
-                             and not r.has_overrides}) for m in (subject, newer)}
             rows.append({"subject": subject, "successor": newer, "target_set": target,
-                         "n_target": n, "subject_seeds": seeds[subject],
-                         "successor_seeds": seeds[newer],
+                         "n_target": n,
+                         "subject_seeds": _plain_seeds(records, subject, target, n),
+                         "successor_seeds": _plain_seeds(records, newer, target, n),
                          "reads": claim_subject(records, subject, target, n)})
     return pd.DataFrame(rows, columns=["subject", "successor", "target_set", "n_target",
                                        "subject_seeds", "successor_seeds", "reads"])
@@ -219,7 +219,7 @@ def claim_sources_summary(sources: pd.DataFrame) -> str:
     """One clause on :func:`claim_sources`: the claims that moved and how far the others are.
 
     E.g. "1 of 4 targeted claims read the redone runs (relation (piezo), N=128, with 10 seeds);
-    the other 3 wait until ...".
+    the other 3 read the earlier runs until the redone ones cover as many seeds (...)".
     """
     if sources.empty:
         return ""
