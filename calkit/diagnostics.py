@@ -19,7 +19,7 @@ import pandas as pd
 
 from calkit import columns as col
 
-OWN_ROWS_SUFFIX = col.OWN_ROWS_SUFFIX + "/loss"
+OWN_ROWS_LOSS_SUFFIX = col.OWN_ROWS_SUFFIX + "/loss"
 """History key suffix of the loss on a targeted run's own N rows."""
 
 
@@ -72,7 +72,7 @@ class OwnRowLearning:
 def own_row_learning(record: dict) -> OwnRowLearning | None:
     """The own-row check of a record, or ``None`` when it has no own rows or no warm-up."""
     history = record.get("history") or {}
-    keys = [k for k in history if k.endswith(OWN_ROWS_SUFFIX)]
+    keys = [k for k in history if k.endswith(OWN_ROWS_LOSS_SUFFIX)]
     if not keys or "phase" not in history:
         return None
     curve = np.asarray(history[keys[0]], float)
