@@ -142,6 +142,10 @@ class SnapshotProgress:
         warming_up: The last epoch was a CAL warm-up epoch, so the pace says little about the
             adversarial epochs to come, which cost many times more.
         bad_epochs: Epochs since the best validation loss (early stopping counts these).
+        planned_epochs: The fit's own epoch budget, ``None`` in a snapshot written before
+            snapshots kept it. A run that fits several networks plans each one apart (the
+            refit of ``targeted_select`` runs exactly the epochs its search chose).
+        patience: The fit's own early-stopping patience, ``None`` likewise.
     """
 
     epochs_run: int
@@ -149,6 +153,8 @@ class SnapshotProgress:
     recent_epoch_seconds: float
     warming_up: bool = False
     bad_epochs: int = 0
+    planned_epochs: int | None = None
+    patience: int | None = None
 
 
 def read_snapshot_progress(path: Path, recent: int = 5) -> SnapshotProgress | None:
@@ -162,14 +168,16 @@ def read_snapshot_progress(path: Path, recent: int = 5) -> SnapshotProgress | No
         history, bad_epochs = state["history"], int(state["bookkeeping"]["bad_epochs"])
         seconds = [float(row.get("seconds", 0.0)) for row in history]
         phases = [row.get("phase") for row in history]
+        plan = state.get("plan") or {}
+        planned = {"planned_epochs": plan.get("epochs"), "patience": plan.get("patience")}
     except Exception:  # noqa: BLE001 - missing, half-replaced or foreign: no progress to show
         return None
     if not seconds:
-        return SnapshotProgress(0, 0.0, 0.0)
+        return SnapshotProgress(0, 0.0, 0.0, **planned)
     same_phase = [t for t, phase in zip(seconds, phases, strict=True) if phase == phases[-1]]
     last = same_phase[-recent:]
     return SnapshotProgress(len(seconds), sum(seconds), sum(last) / len(last),
-                            warming_up=phases[-1] == 0.0, bad_epochs=bad_epochs)
+                            warming_up=phases[-1] == 0.0, bad_epochs=bad_epochs, **planned)
 
 
 def loss_functions(name: str):
@@ -437,6 +445,9 @@ class TrainingEngine:
     def save_snapshot(self, snapshot: Snapshot, epoch_fn: EpochFn | None = None) -> None:
         """Write the state to ``snapshot.path`` atomically (a kill never leaves half a file)."""
         state = {"owner": snapshot.owner, "code": snapshot.code, "resumed": self.resumed,
+                 # read by the sweep's progress lines; not put back on resume (the config is)
+                 "plan": {"epochs": int(self.config.epochs),
+                          "patience": int(self.config.patience)},
                  **self.snapshot_state(epoch_fn)}
         with atomic_write(snapshot.path) as tmp:
             torch.save(state, tmp)

@@ -298,8 +298,10 @@ def snapshot_progress(configs: list[RunConfig], root: str | Path | None = None
     """``run_id -> (stage, progress, planned epochs, patience)`` of every unrecorded run's snapshot.
 
     ``stage`` is "" for a run that fits one network, else the fit in progress (e.g.
-    ``candidate1`` of ``targeted_select``, :func:`calkit.store.current_snapshot`); the planned
-    epochs are the run's, an upper bound for a refit that the search chose shorter.
+    ``candidate1`` of ``targeted_select``, :func:`calkit.store.current_snapshot`). The planned
+    epochs and patience are the fit's own, as its snapshot keeps them (a refit runs exactly the
+    epochs its search chose); a snapshot written before snapshots kept them falls back to the
+    run's, an upper bound for such a refit.
     """
     out = {}
     for config in configs:
@@ -308,7 +310,9 @@ def snapshot_progress(configs: list[RunConfig], root: str | Path | None = None
         found = current_snapshot(config.run_id, config.profile, root)
         progress = read_snapshot_progress(found[1]) if found else None
         if found and progress is not None:
-            out[config.run_id] = (found[0], progress, *_epochs_and_patience(config))
+            epochs, patience = _epochs_and_patience(config)
+            out[config.run_id] = (found[0], progress,
+                                  progress.planned_epochs or epochs, progress.patience or patience)
     return out
 
 

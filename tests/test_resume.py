@@ -126,6 +126,8 @@ def test_an_interrupted_run_resumes_to_the_same_record(tiny_bundle, tmp_path, mo
         with pytest.raises(Interrupted):
             runner.run_experiment(config, root=root, progress=False, bundle=tiny_bundle)
     assert snapshot.is_file() and not store.record_path(config.run_id, "smoke", root).is_file()
+    progress = read_snapshot_progress(snapshot)
+    assert (progress.planned_epochs, progress.patience) == (4, config.resolve().train.patience)
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"name: t\nseeds: [0]\nruns:\n  - {{method: {method}, epochs: 4}}\n")
     capsys.readouterr()
@@ -142,10 +144,11 @@ def test_an_interrupted_run_resumes_to_the_same_record(tiny_bundle, tmp_path, mo
     assert not snapshot.exists()  # the record is written: the snapshot has done its work
 
 
-def fake_snapshot(path, seconds, phases, bad_epochs):
+def fake_snapshot(path, seconds, phases, bad_epochs, plan=None):
     history = [{"epoch": i, "seconds": t, **({} if p is None else {"phase": p})}
                for i, (t, p) in enumerate(zip(seconds, phases, strict=True))]
-    torch.save({"history": history, "bookkeeping": {"bad_epochs": bad_epochs}}, path)
+    torch.save({"history": history, "bookkeeping": {"bad_epochs": bad_epochs},
+                **({} if plan is None else {"plan": plan})}, path)
 
 
 def test_snapshot_progress_reads_the_pace_of_the_current_phase(tmp_path):
@@ -204,6 +207,25 @@ def test_progress_of_a_run_that_fits_several_networks_names_the_fit_in_progress(
     assert sweep.main([str(grid), "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"part   {config.run_id}") and "candidate1: epoch 2 of 4 done" in out
+
+
+def test_a_refit_shows_its_own_planned_epochs_not_the_runs(tmp_path, capsys):
+    """The refit of ``targeted_select`` runs exactly the epochs its search chose, fewer than the
+    run's budget; its snapshot keeps that plan, and the progress line counts against it."""
+    config = RunConfig(method="baseline", profile="smoke", epochs=40)
+    refit = stage_snapshot_path(store.snapshot_path(config.run_id, "smoke", tmp_path), "refit")
+    refit.parent.mkdir(parents=True)
+    fake_snapshot(refit, [1.0] * 5, [None] * 5, bad_epochs=0, plan={"epochs": 7, "patience": 7})
+    stage, progress, total, patience = sweep.snapshot_progress([config], tmp_path)[config.run_id]
+    assert (stage, progress.epochs_run, total, patience) == ("refit", 5, 7, 7)
+    fake_snapshot(refit, [1.0] * 5, [None] * 5, bad_epochs=0)  # written before snapshots kept it
+    assert sweep.snapshot_progress([config], tmp_path)[config.run_id][2] == 40
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: t\nseeds: [0]\nruns:\n"
+                    "  - {method: baseline, profile: smoke, epochs: 40}\n")
+    fake_snapshot(refit, [1.0] * 5, [None] * 5, bad_epochs=0, plan={"epochs": 7, "patience": 7})
+    assert sweep.main([str(grid), "--dry-run", "--results", str(tmp_path)]) == 0
+    assert "refit: epoch 5 of 7 done" in capsys.readouterr().out
 
 
 def test_dry_run_plans_cpu_hours_from_the_recorded_runs_of_each_entry(tmp_path, capsys):
