@@ -169,15 +169,16 @@ def read_snapshot_progress(path: Path, recent: int = 5) -> SnapshotProgress | No
         seconds = [float(row.get("seconds", 0.0)) for row in history]
         phases = [row.get("phase") for row in history]
         plan = state.get("plan") or {}
-        planned = {"planned_epochs": plan.get("epochs"), "patience": plan.get("patience")}
+        planned_epochs, patience = plan.get("epochs"), plan.get("patience")
     except Exception:  # noqa: BLE001 - missing, half-replaced or foreign: no progress to show
         return None
     if not seconds:
-        return SnapshotProgress(0, 0.0, 0.0, **planned)
+        return SnapshotProgress(0, 0.0, 0.0, planned_epochs=planned_epochs, patience=patience)
     same_phase = [t for t, phase in zip(seconds, phases, strict=True) if phase == phases[-1]]
     last = same_phase[-recent:]
     return SnapshotProgress(len(seconds), sum(seconds), sum(last) / len(last),
-                            warming_up=phases[-1] == 0.0, bad_epochs=bad_epochs, **planned)
+                            warming_up=phases[-1] == 0.0, bad_epochs=bad_epochs,
+                            planned_epochs=planned_epochs, patience=patience)
 
 
 def loss_functions(name: str):
