@@ -179,18 +179,23 @@ class EntryCost:
     """One grid entry (its runs differ only in the seed): runs recorded and left, and wall times.
 
     The wall times are the recorded runs' ``wall_seconds``: a run's last process only, so a
-    resumed run counts less than it cost.
+    resumed run counts less than it cost. An entry with no recorded run of its own is timed by
+    the entry it varies (``paced_by``: the same run without its overrides, e.g. a no-attack
+    control by the method it controls), when the grid has one with recorded runs.
     """
 
     entry: RunConfig
     done: int
     left: int
     walls: tuple[float, ...]
+    paced_by: EntryCost | None = None
 
     @property
     def median_seconds(self) -> float | None:
-        """Median wall time of the recorded runs, or None when none is recorded."""
-        return statistics.median(self.walls) if self.walls else None
+        """Median wall time of the recorded runs (or of ``paced_by``'s); None when none."""
+        if self.walls:
+            return statistics.median(self.walls)
+        return None if self.paced_by is None else self.paced_by.median_seconds
 
     @property
     def hours_left(self) -> float | None:
@@ -212,8 +217,14 @@ def cost_plan(configs: list[RunConfig], root: str | Path | None = None) -> list[
             recorded[key].append(load_record(path).get("wall_seconds"))
         else:
             left[key] += 1
-    return [EntryCost(key, len(walls), left[key], tuple(float(w) for w in walls if w is not None))
-            for key, walls in recorded.items()]
+    entries = {key: EntryCost(key, len(walls), left[key],
+                              tuple(float(w) for w in walls if w is not None))
+               for key, walls in recorded.items()}
+    for key, entry in entries.items():
+        varied = entries.get(dataclasses.replace(key, overrides=()))
+        if not entry.walls and key.overrides and varied is not None and varied.walls:
+            entries[key] = dataclasses.replace(entry, paced_by=varied)
+    return list(entries.values())
 
 
 def entry_label(entry: RunConfig) -> str:
@@ -232,20 +243,28 @@ def entry_label(entry: RunConfig) -> str:
 def describe_cost(entries: list[EntryCost]) -> list[str]:
     """The lines of ``--dry-run``'s plan: one per entry, then the CPU-hours left in all.
 
-    An entry with no recorded run has nothing to time; the total says how many runs those are.
+    An entry with no recorded run is timed by the entry it varies, and says so; one with
+    neither has nothing to time, and the total says how many runs those are.
     """
     lines = ["plan (CPU time at the median wall time of each entry's recorded runs, their last "
              "process):"]
     for e in entries:
         median = e.median_seconds
-        cost = ("no recorded run to time" if median is None else
-                f"median {_duration(median)} a run, about {e.hours_left:.1f} CPU-h left")
+        if median is None:
+            cost = "no recorded run to time"
+        else:
+            cost = f"median {_duration(median)} a run, about {e.hours_left:.1f} CPU-h left"
+            if not e.walls and e.paced_by is not None:
+                cost = (f"no recorded run; at the pace of {entry_label(e.paced_by.entry)}, "
+                        + cost.removeprefix("median "))
         lines.append(f"  {entry_label(e.entry)}: {e.done} done, {e.left} left; {cost}")
     timed = sum(e.hours_left or 0.0 for e in entries)
+    paced = sum(e.hours_left or 0.0 for e in entries if not e.walls)
     untimed = sum(e.left for e in entries if e.median_seconds is None)
     total = sum(e.done + e.left for e in entries)
     lines.append(f"  {sum(e.done for e in entries)} of {total} runs recorded; about {timed:.1f} "
                  "CPU-h left in the timed entries"
+                 + (f" ({paced:.1f} of them at the pace of the entry they vary)" if paced else "")
                  + (f", and {untimed} runs of entries with no recorded run" if untimed else ""))
     return lines
 

@@ -253,3 +253,27 @@ def test_dry_run_plans_cpu_hours_from_the_recorded_runs_of_each_entry(tmp_path, 
                        "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-len(lines):] == lines
+
+
+def test_an_untimed_variant_is_planned_at_the_pace_of_the_entry_it_varies(tmp_path):
+    """A control that differs from a grid entry only in its overrides (the no-attack control of
+    ``grids/verdict_select.yaml``) has no run of its own to time until one lands; the plan times
+    it by the entry it varies and says so, and still leaves unrelated entries untimed."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: t\nseeds: [0, 1]\nruns:\n  - {method: baseline}\n"
+                    "  - {method: baseline, overrides: {lr: 0.01}}\n"
+                    "  - {method: finetune, target_set: relation, n_target: 16}\n")
+    configs = sweep.load_grid(grid, profile="smoke")
+    plain = next(c for c in configs if c.method == "baseline" and not c.overrides)
+    store.write_json({"run_id": plain.run_id, "request": plain.request(), "wall_seconds": 900.0},
+                     store.record_path(plain.run_id, "smoke", tmp_path))
+    base, variant, tune = sweep.cost_plan(configs, tmp_path)
+    assert variant.walls == () and variant.paced_by is base
+    assert (variant.left, variant.median_seconds) == (2, 900.0)
+    assert variant.hours_left == pytest.approx(0.5)
+    assert tune.paced_by is None and tune.median_seconds is None
+    lines = sweep.describe_cost([base, variant, tune])
+    assert "at the pace of baseline (smoke, mp2019), 15 min a run, about 0.5 CPU-h" in lines[2]
+    assert lines[-1] == ("  1 of 6 runs recorded; about 0.8 CPU-h left in the timed entries "
+                         "(0.5 of them at the pace of the entry they vary), and 2 runs of entries "
+                         "with no recorded run")
