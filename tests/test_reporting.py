@@ -126,7 +126,7 @@ def test_targeted_claims_move_to_the_superseding_runs_only_at_as_many_seeds():
     assert sources[["reads", "subject_seeds", "successor_seeds"]].values.tolist() == [
         ["targeted", 3, 2]]
     assert reporting.claim_sources_summary(sources).startswith(
-        "0 of 1 targeted claims read the redone runs; the other 1 read the earlier runs")
+        "0 of 1 targeted claims read the redone runs; the other one reads the earlier runs")
     records.append(_record("targeted_select", 2, {col.PRIOR: 0.052}, col.PRIOR, 1024))
     assert reporting.claim_sources(records)["reads"].tolist() == ["targeted_select"]
     assert reporting.claim_sources_summary(reporting.claim_sources(records)) == (

@@ -236,8 +236,9 @@ def claim_sources_summary(sources: pd.DataFrame) -> str:
     if len(waiting):
         progress = "; ".join(f"{where(r)}: {r.successor_seeds} of {r.subject_seeds} seeds"
                              for r in waiting.itertuples())
-        text += (f"; the other {len(waiting)} read the earlier runs until the redone ones cover as "
-                 f"many seeds ({progress})")
+        others = "the other one reads" if len(waiting) == 1 else f"the other {len(waiting)} read"
+        text += (f"; {others} the earlier runs until the redone ones cover as many seeds "
+                 f"({progress})")
     return text
 
 
