@@ -417,10 +417,11 @@ def check_workers_unpickle(client: Any, runner: Runner, config: RunConfig) -> No
     """Fail unless every connected worker can unpickle a sweep task (its function and arguments).
 
     A worker that cannot unpickle a task (its calkit does not import, or the runner's module is
-    not on its path) logs the error and stops taking work without telling the scheduler, so the
-    sweep would wait forever. Here each worker unpickles the same payload through
-    ``pickle.loads``, which every Python imports, so the check is answered either way; workers
-    that join later are not checked.
+    not on its path) dies on it (distributed 2026.8; only its own log names the missing module),
+    and a sweep left without workers waits forever. Here each worker unpickles the same payload
+    through ``pickle.loads``, which every Python imports, so the check is answered either way.
+    Workers that join later are not checked: one from another environment dies on its first
+    task, which then waits for another worker.
 
     Raises:
         SweepError: With the worker's error and the fix.

@@ -126,8 +126,8 @@ def test_a_worker_lost_mid_run_is_retried_and_nothing_finished_is_lost(cluster, 
 def test_a_task_the_workers_cannot_unpickle_fails_the_sweep_instead_of_hanging(
         cluster, configs, tmp_path, monkeypatch):
     # The runner's module is on this process's path only, as when a worker runs another
-    # environment. Such a worker logs the ImportError and stops taking work without telling the
-    # scheduler, so without the check the sweep waits forever: run it in a thread and give up.
+    # environment. Such a worker dies on the task, so without the check the sweep waits forever
+    # for workers: run it in a thread and give up.
     (tmp_path / "runner_here_only.py").write_text(
         "def runner(config, root):\n    return config.run_id, 0.0, None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
