@@ -119,7 +119,10 @@ def ordering_table(records: list[dict], model: str = "last") -> pd.DataFrame:
     """Whether the authors' log and our runs agree on which of two methods is lower.
 
     ``model`` is ``"last"`` (the only model both fine-tuning sides have) or ``"ema"``.
-    Columns: ``pair, set, theirs_lower, ours_lower, seeds, agree``.
+    Columns: ``pair, set, theirs_lower, ours_lower, seeds, agree``, and for
+    :func:`ordering_departures` ``theirs_change`` and ``ours_change`` (the second method's loss
+    relative to the first's, in their log and in ours), ``first_ratio`` and ``second_ratio``
+    (each of our methods over its logged number).
     """
     table = replication_table(records)
     table = table[table["model"] == model]
@@ -145,8 +148,45 @@ def ordering_table(records: list[dict], model: str = "last") -> pd.DataFrame:
             rows.append({"pair": label, "set": set_name, "theirs_lower": theirs_lower,
                          "ours_lower": ours_lower,
                          "seeds": int(min(left["seeds"], right["seeds"])),
-                         "agree": (theirs_lower == ours_lower) if ours_known else None})
+                         "agree": (theirs_lower == ours_lower) if ours_known else None,
+                         "theirs_change": right["theirs"] / left["theirs"] - 1,
+                         "ours_change": right["ours"] / left["ours"] - 1 if ours_known
+                         else np.nan,
+                         "first_ratio": left["ratio"], "second_ratio": right["ratio"]})
     return pd.DataFrame(rows)
+
+
+ORDERING_COLUMNS = ["pair", "set", "theirs_lower", "ours_lower", "seeds", "agree"]
+"""The columns of :func:`ordering_table` the book shows; the others feed
+:func:`ordering_departures`."""
+
+
+def ordering_departures(order: pd.DataFrame) -> list[str]:
+    """One sentence per row where our ordering is not the authors': by how much, and whose move.
+
+    A flipped order can come from either method: the sentence gives the second method's loss
+    relative to the first's in both sources, and each of our methods against its own logged
+    number, so a reader sees which of the two departs from the log.
+
+    Args:
+        order: :func:`ordering_table` of one model.
+
+    Returns:
+        E.g. ``"targeted CAL (N=128) against fine-tune (N=128) on relation: +25.0% in their log,
+        -10.0% in ours; our fine-tune (N=128) at 0.50 times its logged loss, our targeted CAL
+        (N=128) at 0.90 times"``; empty where every judged row agrees.
+    """
+    if not len(order):
+        return []
+    differ = order[order["agree"].notna() & ~order["agree"].astype(bool)]
+    sentences = []
+    for row in differ.itertuples(index=False):
+        first, second = row.pair.split(" vs ")
+        sentences.append(
+            f"{second} against {first} on {_short_label(row.set)}: {row.theirs_change:+.1%} in "
+            f"their log, {row.ours_change:+.1%} in ours; our {first} at {row.first_ratio:.2f} "
+            f"times its logged loss, our {second} at {row.second_ratio:.2f} times")
+    return sentences
 
 
 def _label(method: str, target: str, n: int) -> str:

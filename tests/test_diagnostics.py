@@ -103,6 +103,28 @@ def test_replication_table_sets_our_mean_beside_the_authors_log():
     assert bool(row["agree"])
 
 
+def test_a_flipped_ordering_says_which_of_our_methods_left_its_logged_number():
+    """Their log has fine-tuning below targeted CAL on prior (0.0059 against 0.0097, last
+    epoch); runs with fine-tuning at 0.02 flip that, and the sentence must say it is our
+    fine-tune (3.39 times its logged loss) that moved, not our targeted CAL (1.19 times)."""
+    records = [_targeted("targeted", s, LEARNED, 0.0096 * f)
+               for s, f in enumerate((1.0, 1.2, 1.4))]
+    records += [_targeted("finetune", s, None, 0.02) for s in range(3)]
+    order = replication.ordering_table(records)
+    row = order[order["pair"].str.startswith("fine-tune (N=1024)")
+                & (order["set"] == col.PRIOR)].iloc[0]
+    assert not row["agree"]
+    assert row["theirs_change"] == pytest.approx(0.0097 / 0.0059 - 1)
+    assert row["ours_change"] == pytest.approx(0.01152 / 0.02 - 1)
+    (sentence,) = [s for s in replication.ordering_departures(order) if "on prior" in s]
+    assert sentence == ("targeted CAL (N=1024) against fine-tune (N=1024) on prior: +64.4% in "
+                        "their log, -42.4% in ours; our fine-tune (N=1024) at 3.39 times its "
+                        "logged loss, our targeted CAL (N=1024) at 1.19 times")
+    agreeing = order.assign(agree=True)
+    assert replication.ordering_departures(agreeing) == []
+    assert set(replication.ORDERING_COLUMNS) < set(order.columns)
+
+
 def test_the_authors_fine_tune_training_rows_are_compared_with_the_n_rows_it_fine_tunes_on():
     """Their fine-tune's 'train' is its loss on the N rows it fine-tunes on: its EMA model scores
     there about what it scores on the target set, far above the IR-net's training loss. Ours is
