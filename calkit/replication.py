@@ -121,8 +121,9 @@ def ordering_table(records: list[dict], model: str = "last") -> pd.DataFrame:
     ``model`` is ``"last"`` (the only model both fine-tuning sides have) or ``"ema"``.
     Columns: ``pair, set, theirs_lower, ours_lower, seeds, agree``, and for
     :func:`ordering_departures` ``theirs_change`` and ``ours_change`` (the second method's loss
-    relative to the first's, in their log and in ours), ``first_ratio`` and ``second_ratio``
-    (each of our methods over its logged number).
+    relative to the first's, in their log and in ours), ``first`` and ``second`` (the two
+    methods' labels), ``first_ratio`` and ``second_ratio`` (each of our methods over its logged
+    number).
     """
     table = replication_table(records)
     table = table[table["model"] == model]
@@ -139,12 +140,12 @@ def ordering_table(records: list[dict], model: str = "last") -> pd.DataFrame:
             left, right = cell(a, ta, na), cell(b, tb, nb)
             if left is None or right is None:
                 continue
-            label = f"{_label(a, ta, na)} vs {_label(b, tb, nb)}"
+            first, second = _label(a, ta, na), _label(b, tb, nb)
+            label = f"{first} vs {second}"
             ours_known = left["seeds"] > 0 and right["seeds"] > 0
-            theirs_lower = _label(b, tb, nb) if right["theirs"] < left["theirs"] else \
-                _label(a, ta, na)
-            ours_lower = (_label(b, tb, nb) if right["ours"] < left["ours"] else
-                          _label(a, ta, na)) if ours_known else "no runs yet"
+            theirs_lower = second if right["theirs"] < left["theirs"] else first
+            ours_lower = (second if right["ours"] < left["ours"] else first) if ours_known \
+                else "no runs yet"
             rows.append({"pair": label, "set": set_name, "theirs_lower": theirs_lower,
                          "ours_lower": ours_lower,
                          "seeds": int(min(left["seeds"], right["seeds"])),
@@ -152,6 +153,7 @@ def ordering_table(records: list[dict], model: str = "last") -> pd.DataFrame:
                          "theirs_change": right["theirs"] / left["theirs"] - 1,
                          "ours_change": right["ours"] / left["ours"] - 1 if ours_known
                          else np.nan,
+                         "first": first, "second": second,
                          "first_ratio": left["ratio"], "second_ratio": right["ratio"]})
     return pd.DataFrame(rows)
 
@@ -181,11 +183,11 @@ def ordering_departures(order: pd.DataFrame) -> list[str]:
     differ = order[order["agree"].notna() & ~order["agree"].astype(bool)]
     sentences = []
     for row in differ.itertuples(index=False):
-        first, second = row.pair.split(" vs ")
         sentences.append(
-            f"{second} against {first} on {_short_label(row.set)}: {row.theirs_change:+.1%} in "
-            f"their log, {row.ours_change:+.1%} in ours; our {first} at {row.first_ratio:.2f} "
-            f"times its logged loss, our {second} at {row.second_ratio:.2f} times")
+            f"{row.second} against {row.first} on {_short_label(row.set)}: "
+            f"{row.theirs_change:+.1%} in their log, {row.ours_change:+.1%} in ours; our "
+            f"{row.first} at {row.first_ratio:.2f} times its logged loss, our {row.second} at "
+            f"{row.second_ratio:.2f} times")
     return sentences
 
 
