@@ -583,3 +583,28 @@ def test_replication_and_factor_tables_are_narrowed_for_the_page():
     shown = display_factors(factors)
     assert shown.iloc[0].tolist() == ["1.76 [1.52, 1.96]", "0 of 3", "0.1427", "0.1437"]
     assert shown.index[0].startswith("cpu recipe; ") and "N = 1,024" in shown.index[0]
+
+
+def test_control_readings_group_each_question_by_verdict_and_name_the_holm_family():
+    records = []
+    for s in range(4):
+        loss = 1.0 + 0.1 * s
+        # Fine-tuning's run on the target is what makes (prior, 1024) a target of the records.
+        records.append(_record("finetune", s, {col.PRIOR: 0.1}, col.PRIOR, 1024))
+        records.append(_record("targeted_select", s, {col.PRIOR: loss}, col.PRIOR, 1024))
+        noattack = _record("targeted_select", s, {col.PRIOR: 1.6 * loss}, col.PRIOR, 1024)
+        noattack["request"]["overrides"] = [["attack_epochs", 0]]
+        noattack["run_id"] += "-noattack"
+        records.append(noattack)
+        # The IR-net + N rows alternates 10 % above and below: no direction.
+        records.append(_record("plain_target", s, {col.PRIOR: loss * (1.1 if s % 2 else 0.9)},
+                               col.PRIOR, 1024))
+    table = reporting.select_controls_table(records)
+    readings = reporting.control_readings(table, "select")
+    where = f"{col.set_label(col.PRIOR)}, N=1024"
+    assert readings[0] == (f"targeted CAL (chosen recipe) vs no attack: lower on {where} "
+                           "(-37.5% [-37.5%, -37.5%], 4 seeds).")
+    assert readings[1].startswith(f"targeted CAL (chosen recipe) vs IR-net + N rows: "
+                                  f"not resolved on {where} (")
+    assert readings[-1] == "Holm over the 2 comparisons of the select family."
+    assert reporting.control_readings(table.iloc[:0], "select") == []

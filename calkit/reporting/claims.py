@@ -15,7 +15,8 @@ import pandas as pd
 
 from calkit import stats
 from calkit.diagnostics import unlearned_runs
-from calkit.methods import method_label
+from calkit.methods import control_questions, method_label
+from calkit.methods.registry import ControlFamily
 from calkit.reporting.comparisons import (
     Comparison,
     budget_comparisons,
@@ -26,6 +27,7 @@ from calkit.reporting.comparisons import (
     paper_comparisons,
     select_comparisons,
 )
+from calkit.reporting.formatting import format_change
 from calkit.reporting.records import RunKey, Which, metrics_frame
 
 ClaimFamily = Literal["all", "headline"]
@@ -139,6 +141,43 @@ def budget_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
 def select_controls_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
     """:func:`select_comparisons` paired by seed, Holm-corrected as a family of their own."""
     return directional(comparison_rows(records, select_comparisons(records), which))
+
+
+_READING_ORDER = ("lower", "higher", "not resolved", stats.WITHDRAWN)
+
+
+def control_readings(table: pd.DataFrame, family: ControlFamily) -> list[str]:
+    """What a family's control table answers, one sentence per declared question.
+
+    Each sentence groups the question's rows by verdict (lower, higher, not resolved,
+    withdrawn) and gives every row's change of the subject's loss with its 95 % interval and
+    seeds; the last names the Holm family, so a quoted verdict carries it. Questions with no
+    row in ``table`` are left out.
+
+    Args:
+        table: The family's directional table (e.g. :func:`select_controls_table`), indexed
+            by ``"<question> on <where>"``.
+        family: The family whose declared questions (:func:`calkit.methods.control_questions`)
+            the table answers.
+    """
+    out = []
+    for question in control_questions(family):
+        prefix = f"{question.question} on "
+        rows = table[table.index.str.startswith(prefix)] if len(table) else table
+        if not len(rows):
+            continue
+        clauses = []
+        for verdict in _READING_ORDER:
+            hits = rows[rows["verdict"] == verdict]
+            if len(hits):
+                places = " and ".join(
+                    f"{r.Index[len(prefix):]} ({format_change(r.estimate, r.low, r.high)}, "
+                    f"{int(r.n)} seeds)" for r in hits.itertuples())
+                clauses.append(f"{verdict} on {places}")
+        out.append(f"{question.question}: {'; '.join(clauses)}.")
+    if out:
+        out.append(f"Holm over the {len(table)} comparisons of the {family} family.")
+    return out
 
 
 def dataset_claims(records: list[dict], which: Which = "ema") -> pd.DataFrame:
