@@ -608,3 +608,10 @@ def test_control_readings_group_each_question_by_verdict_and_name_the_holm_famil
                                   f"not resolved on {where} (")
     assert readings[-1] == "Holm over the 2 comparisons of the select family."
     assert reporting.control_readings(table.iloc[:0], "select") == []
+
+
+def test_a_grid_is_complete_only_when_every_planned_run_is_stored():
+    assert reporting.grid_progress(36, 36) == "complete"
+    assert reporting.grid_progress(143, 160) == "under way"
+    with pytest.raises(ValueError, match="planned run"):
+        reporting.grid_progress(0, 0)

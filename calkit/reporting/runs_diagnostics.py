@@ -65,6 +65,19 @@ def records_summary(everything: list[dict], records: list[dict], paper_protocol:
     return lines
 
 
+def grid_progress(stored: int, planned: int) -> str:
+    """``"complete"`` once every planned run of a grid is stored, else ``"under way"``.
+
+    The one place a page decides whether to call a study finished.
+
+    Raises:
+        ValueError: if ``planned`` is not positive (a grid with no runs is no study).
+    """
+    if planned <= 0:
+        raise ValueError(f"a grid plans {planned} runs; a study needs at least one planned run.")
+    return "complete" if stored >= planned else "under way"
+
+
 def run_costs(records: list[dict]) -> pd.DataFrame:
     """Time per run kind (across resumes): runs, fastest and slowest run, median matmul rate."""
     cost = run_overview(records).groupby(["method", "target", "N"]).agg(
