@@ -24,6 +24,9 @@ from typing import Any, Literal, get_args
 # declared once, checked statically (mypy) and at run time (``_check_choices``).
 Loss = Literal["smooth_l1", "mae"]
 Schedule = Literal["cosine", "plateau", "none"]
+HORIZON_SCHEDULES: frozenset[str] = frozenset({"cosine"})
+"""Schedules whose rate at an epoch depends on the run's epoch budget (the cosine decays over
+``epochs``): a run shortened to fewer epochs follows another trajectory under them."""
 Selection = Literal["val", "last"]
 EmaEvery = Literal["epoch", "step"]
 EmaSelection = Literal["own", "raw"]

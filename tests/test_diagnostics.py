@@ -432,3 +432,32 @@ def test_select_choices_count_the_chosen_recipes_per_target_and_leave_the_contro
     stale["selection"]["candidate"] = {"lr": 0.5}
     with pytest.raises(ValueError, match="not one of TARGETED_CANDIDATES"):
         diagnostics.select_choices_table([stale])
+
+
+def test_refit_horizon_counts_refits_whose_cosine_runs_over_fewer_epochs_than_the_search():
+    def run(seed, candidate, epochs, target=col.RELATION, n=128, schedule="cosine",
+            overrides=(), method="targeted_select"):
+        return {"request": {"method": method, "seed": seed, "target_set": target,
+                            "n_target": n, "overrides": [list(o) for o in overrides]},
+                "resolved": {"train": {"schedule": schedule, "epochs": 60}},
+                "selection": {"candidate": candidate, "epochs": epochs, "in_warmup": False}}
+
+    constant = {"lr": 1e-4, "schedule": "none"}
+    records = [run(0, {}, 30), run(1, {}, 60), run(2, constant, 20), run(3, {}, 45),
+               run(0, {}, 15, schedule="none"),  # a profile without a horizon
+               run(0, constant, 25, col.PRIOR, 1024), run(1, constant, 40, col.PRIOR, 1024),
+               run(0, {}, 42, overrides=(("attack_epochs", 0),)),
+               run(0, {}, 30, col.PRIOR, 1024, method="targeted")]  # no selection of its own
+    table = diagnostics.refit_horizon_table(records).set_index(["run", "target_set", "n_target"])
+    relation = table.loc[("targeted_select", col.RELATION, 128)]
+    assert (relation["seeds"], relation["rescheduled"], relation["shortest"]) == (5, 2, 0.5)
+    control = table.loc[("targeted_select[attack_epochs=0]", col.RELATION, 128)]
+    assert (control["seeds"], control["rescheduled"], control["shortest"]) == (1, 1, 0.7)
+    prior = table.loc[("targeted_select", col.PRIOR, 1024)]
+    assert (prior["seeds"], prior["rescheduled"]) == (2, 0) and np.isnan(prior["shortest"])
+    assert len(table) == 3
+    assert diagnostics.refit_horizon_reading(table.reset_index()) == (
+        f"the refit repeats the scored run in all 2 runs on {col.set_label(col.PRIOR)}, N=1024; "
+        "the refit decays its cosine over fewer epochs than the search did in 3 of 6 runs on "
+        f"{col.set_label(col.RELATION)}, N=128 (the shortest over 0.50 of the search's budget)")
+    assert diagnostics.refit_horizon_reading(diagnostics.refit_horizon_table(records[-1:])) == ""

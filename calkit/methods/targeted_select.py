@@ -8,7 +8,10 @@ adversarial source, and its loss on the held-out rows is read after every epoch;
 ``(candidate, epoch)`` with the lowest held-out loss wins (a warm-up epoch may win: then the
 targeting did not help on rows it had not seen); the winner is refitted on all N rows for that
 many epochs. No other target-set row is looked at. The split is fine-tuning's, so both targeted
-methods choose on the same rows.
+methods choose on the same rows. A refit under a schedule that spans the budget (the profile's
+cosine) decays over the chosen epochs, not the search's, so it is not quite the run that was
+scored; :func:`calkit.diagnostics.refit_horizon_table` says how often and by how much, and the
+book states it beside the verdict.
 
 The candidates are declared once (:data:`TARGETED_CANDIDATES`) as overrides of the profile's
 recipe and SAL settings; they are part of the run identity (the method's ``settings``).
