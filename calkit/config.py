@@ -47,6 +47,10 @@ W_UPDATES: tuple[WUpdate, ...] = get_args(WUpdate)
 RUNTIME_FIELDS = ("device", "progress")
 """Recipe fields that do not change a run's numbers (left out of the run identity)."""
 
+TRAIN_FIELDS_ADDED_LATER = ("schedule_epochs",)
+"""Recipe fields added after records existed. Each enters a run's identity only when set (its
+``None`` default is the behaviour before it existed), so stored records keep their run ids."""
+
 
 @dataclass
 class TrainConfig:
@@ -62,6 +66,9 @@ class TrainConfig:
             (multiply by ``plateau_factor`` after ``plateau_patience`` epochs without a new
             best validation loss) or ``"none"``.
         min_lr_factor: Final LR of the cosine schedule, relative to ``lr``.
+        schedule_epochs: Epochs the cosine spans; ``None``: ``epochs``. A run that sets it to
+            more than ``epochs`` stops part-way down the decay (the refit of a search that
+            keeps the search's schedule).
         plateau_factor: LR factor of the plateau schedule.
         plateau_patience: Epochs without improvement before the plateau schedule cuts.
         patience: Early stopping: epochs without a new best validation loss.
@@ -97,6 +104,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: Schedule = "cosine"
     min_lr_factor: float = 0.01
+    schedule_epochs: int | None = None
     plateau_factor: float = 0.5
     plateau_patience: int = 5
     patience: int = 20
@@ -124,6 +132,9 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}.")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}.")
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ValueError(f"schedule_epochs must be None or >= epochs ({self.epochs}), got "
+                             f"{self.schedule_epochs}: a cosine cannot end before the run.")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}.")
         return self
@@ -133,6 +144,9 @@ class TrainConfig:
         out = asdict(self)
         for name in RUNTIME_FIELDS:
             out.pop(name)
+        for name in TRAIN_FIELDS_ADDED_LATER:
+            if out[name] is None:
+                out.pop(name)
         if out["history_sets"] is not None:
             out["history_sets"] = list(out["history_sets"])
         return out

@@ -190,7 +190,8 @@ def refit_horizon_table(records: list[dict]) -> pd.DataFrame:
             continue
         train = rec["resolved"]["train"]
         schedule = choice["candidate"].get("schedule", train["schedule"])
-        fraction = int(choice["epochs"]) / int(train["epochs"])
+        spans = train.get("schedule_epochs")  # set: every fit's cosine spans it, the refit's too
+        fraction = (spans or int(choice["epochs"])) / (spans or int(train["epochs"]))
         rows.append({"run": method_key(req), "target_set": req.get("target_set") or "",
                      "n_target": int(req.get("n_target") or 0),
                      "fraction": fraction if schedule in HORIZON_SCHEDULES and fraction < 1
@@ -223,6 +224,31 @@ def refit_horizon_reading(table: pd.DataFrame) -> str:
                          f"{moved} of {runs} runs on {where} (the shortest over "
                          f"{group['shortest'].min():.2f} of the search's budget)")
     return "; ".join(parts)
+
+
+def same_choices(records: list[dict], variant: str) -> tuple[int, int]:
+    """How many ``variant`` runs of ``targeted_select`` chose what their stored twins chose.
+
+    A variant that changes only the refit (e.g. ``targeted_select[schedule_epochs=60]``) runs
+    the same search, so on one machine it must choose the same candidate and epoch as the
+    ``targeted_select`` run of the same target, N and seed; a mismatch means the searches
+    differed and the pair compares more than the refit.
+
+    Returns:
+        ``(same, paired)``: variant runs with a stored twin, and those whose choice matches.
+    """
+    def key(rec: dict) -> tuple[Any, ...]:
+        req = rec["request"]
+        return req.get("target_set"), req.get("n_target"), req["seed"], req.get("protocol")
+
+    def choice(rec: dict) -> tuple[Any, ...]:
+        sel = rec.get("selection") or {}
+        return tuple(sorted((sel.get("candidate") or {}).items())), sel.get("epochs")
+
+    twins = {key(r): choice(r) for r in records if method_key(r["request"]) == "targeted_select"}
+    pairs = [(choice(r), twins[key(r)]) for r in records
+             if method_key(r["request"]) == variant and key(r) in twins]
+    return sum(a == b for a, b in pairs), len(pairs)
 
 
 def own_row_curves(records: list[dict]) -> pd.DataFrame:

@@ -350,7 +350,8 @@ class TrainingEngine:
         c = self.config
         if c.schedule == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(
-                self.optimizer, T_max=max(c.epochs, 1), eta_min=c.lr * c.min_lr_factor)
+                self.optimizer, T_max=max(c.schedule_epochs or c.epochs, 1),
+                eta_min=c.lr * c.min_lr_factor)
         if c.schedule == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, factor=c.plateau_factor, patience=c.plateau_patience)

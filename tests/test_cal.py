@@ -216,6 +216,25 @@ def small_net(d=8, seed=0):
     return IRNet(d, (64, 32), norm="layer", dropout=0.0)
 
 
+def test_a_cosine_spanning_more_epochs_than_the_run_stops_part_way_down_its_decay():
+    """``schedule_epochs``: a 3-epoch run whose cosine spans 6 is the first 3 epochs of the
+    6-epoch run (what a refit on the search's schedule needs), not a 3-epoch cosine; left at
+    None it stays out of the run identity, so stored records keep their ids."""
+    X, y, sets = shifted_regression(2, n=600)
+
+    def run(**kw):
+        return train(small_net(), X, y, sets, TrainConfig(progress=False, patience=10,
+                                                          fused_adam=False, **kw)).history
+
+    full, part, short = run(epochs=6), run(epochs=3, schedule_epochs=6), run(epochs=3)
+    np.testing.assert_allclose(part["val_loss"], full["val_loss"].iloc[:3], rtol=1e-6)
+    assert not np.allclose(short["val_loss"].iloc[1:], part["val_loss"].iloc[1:], rtol=1e-4)
+    assert "schedule_epochs" not in TrainConfig().identity()
+    assert TrainConfig(schedule_epochs=60).identity()["schedule_epochs"] == 60
+    with pytest.raises(ValueError, match="schedule_epochs must be None or >= epochs"):
+        TrainConfig(epochs=10, schedule_epochs=5).validate()
+
+
 def test_select_target_removes_rows_everywhere():
     X, y, sets = shifted_regression(0, n=600)
     idx, new = select_target(sets, "covariate", 50, seed=3141)

@@ -439,7 +439,8 @@ def test_refit_horizon_counts_refits_whose_cosine_runs_over_fewer_epochs_than_th
             overrides=(), method="targeted_select"):
         return {"request": {"method": method, "seed": seed, "target_set": target,
                             "n_target": n, "overrides": [list(o) for o in overrides]},
-                "resolved": {"train": {"schedule": schedule, "epochs": 60}},
+                "resolved": {"train": {"schedule": schedule, "epochs": 60,
+                                       **dict(o for o in overrides if o[0] == "schedule_epochs")}},
                 "selection": {"candidate": candidate, "epochs": epochs, "in_warmup": False}}
 
     constant = {"lr": 1e-4, "schedule": "none"}
@@ -447,6 +448,7 @@ def test_refit_horizon_counts_refits_whose_cosine_runs_over_fewer_epochs_than_th
                run(0, {}, 15, schedule="none"),  # a profile without a horizon
                run(0, constant, 25, col.PRIOR, 1024), run(1, constant, 40, col.PRIOR, 1024),
                run(0, {}, 42, overrides=(("attack_epochs", 0),)),
+               run(5, {}, 30, overrides=(("schedule_epochs", 60),)),  # the probe: refit on 60
                run(0, {}, 30, col.PRIOR, 1024, method="targeted")]  # no selection of its own
     table = diagnostics.refit_horizon_table(records).set_index(["run", "target_set", "n_target"])
     relation = table.loc[("targeted_select", col.RELATION, 128)]
@@ -455,9 +457,18 @@ def test_refit_horizon_counts_refits_whose_cosine_runs_over_fewer_epochs_than_th
     assert (control["seeds"], control["rescheduled"], control["shortest"]) == (1, 1, 0.7)
     prior = table.loc[("targeted_select", col.PRIOR, 1024)]
     assert (prior["seeds"], prior["rescheduled"]) == (2, 0) and np.isnan(prior["shortest"])
-    assert len(table) == 3
+    probe = table.loc[("targeted_select[schedule_epochs=60]", col.RELATION, 128)]
+    assert (probe["seeds"], probe["rescheduled"]) == (1, 0)
+    assert len(table) == 4
     assert diagnostics.refit_horizon_reading(table.reset_index()) == (
         f"the refit repeats the scored run in all 2 runs on {col.set_label(col.PRIOR)}, N=1024; "
-        "the refit decays its cosine over fewer epochs than the search did in 3 of 6 runs on "
+        "the refit decays its cosine over fewer epochs than the search did in 3 of 7 runs on "
         f"{col.set_label(col.RELATION)}, N=128 (the shortest over 0.50 of the search's budget)")
     assert diagnostics.refit_horizon_reading(diagnostics.refit_horizon_table(records[-1:])) == ""
+    probe = run(3, {}, 45, overrides=(("schedule_epochs", 60),))
+    # Seed 3 chose 45 epochs of the profile's recipe in both runs; seed 5 has no twin ...
+    assert diagnostics.same_choices([*records, probe], "targeted_select[schedule_epochs=60]") == (
+        1, 1)
+    # ... until one chose 31 epochs where the probe chose 30: paired, and not the same.
+    assert diagnostics.same_choices([*records, probe, run(5, {}, 31)],
+                                    "targeted_select[schedule_epochs=60]") == (1, 2)

@@ -615,3 +615,34 @@ def test_a_grid_is_complete_only_when_every_planned_run_is_stored():
     assert reporting.grid_progress(143, 160) == "under way"
     with pytest.raises(ValueError, match="planned run"):
         reporting.grid_progress(0, 0)
+
+
+def test_the_refit_probe_table_pairs_probe_stored_and_fine_tuning_and_applies_its_rule():
+    def probe_records(probe_factor):
+        records = []
+        for s in range(4):
+            loss = 1.0 + 0.1 * s
+            records.append(_record("finetune", s, {col.RELATION: loss / 1.3}, col.RELATION, 256))
+            records.append(_record("targeted_select", s, {col.RELATION: loss}, col.RELATION, 256))
+            probe = _record("targeted_select", s, {col.RELATION: loss * probe_factor(s)},
+                            col.RELATION, 256)
+            probe["request"]["overrides"] = [["schedule_epochs", 60]]
+            probe["run_id"] += "-probe"
+            records.append(probe)
+        return reporting.refit_probe_table(records)
+
+    # The probe is 5 % above the stored runs: still 36.5 % above fine-tuning, the stored sign.
+    table = probe_records(lambda s: 1.05)
+    where = f"{col.set_label(col.RELATION)}, N=256"
+    assert list(table.index) == [
+        f"targeted CAL: refit on the search's schedule vs as stored on {where}",
+        f"targeted CAL (chosen recipe) vs fine-tuning on {where}",
+        f"targeted CAL, refit on the search's schedule, vs fine-tuning on {where}"]
+    assert table["estimate"].round(4).tolist() == [0.05, 0.3, 0.365]
+    assert reporting.refit_probe_conclusion(table, 4, 4).startswith(
+        "by the declared rule the refit's schedule does not explain this verdict")
+    # A probe that brings targeted CAL to fine-tuning's level, give or take: the rule says "may".
+    level = probe_records(lambda s: (1 / 1.3) * (1.1 if s % 2 else 0.9))
+    assert "may explain this verdict" in reporting.refit_probe_conclusion(level, 4, 4)
+    assert "the rule is not applied" in reporting.refit_probe_conclusion(table, 3, 4)
+    assert reporting.refit_probe_conclusion(table.iloc[:0], 0, 0) == "no probe runs yet"

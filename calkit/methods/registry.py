@@ -298,7 +298,7 @@ class Variant:
         return self.method + "[" + ",".join(f"{k}={v}" for k, v in sorted(self.overrides)) + "]"
 
 
-ControlFamily = Literal["controls", "budget", "select"]
+ControlFamily = Literal["controls", "budget", "select", "refit"]
 
 
 @dataclass(frozen=True)

@@ -172,3 +172,17 @@ declare_control(ControlQuestion("targeted CAL (chosen recipe) vs no attack", SEL
                                 SELECTED, targeted=True, family="select"))
 declare_control(ControlQuestion("targeted CAL (chosen recipe) vs IR-net + N rows",
                                 Variant("plain_target"), SELECTED, targeted=True, family="select"))
+
+SEARCH_SCHEDULE_REFIT = Variant("targeted_select", (("schedule_epochs", 60),))
+"""The refit-horizon probe (``grids/refit_horizon_probe.yaml``): the same search and choice,
+with the cosine of every fit spanning the cpu budget's 60 epochs, so the refit stops at the
+chosen epoch on the schedule of the candidate that was scored instead of decaying over the
+chosen epochs (the searches are unchanged: their 60 epochs already span 60)."""
+
+declare_control(ControlQuestion("targeted CAL: refit on the search's schedule vs as stored",
+                                SELECTED, SEARCH_SCHEDULE_REFIT, targeted=True, family="refit"))
+declare_control(ControlQuestion("targeted CAL (chosen recipe) vs fine-tuning",
+                                Variant("finetune"), SELECTED, targeted=True, family="refit"))
+declare_control(ControlQuestion("targeted CAL, refit on the search's schedule, vs fine-tuning",
+                                Variant("finetune"), SEARCH_SCHEDULE_REFIT, targeted=True,
+                                family="refit"))

@@ -67,6 +67,8 @@ from calkit.reporting.claims import (
     controls_table,
     dataset_claims,
     paired_points,
+    refit_probe_conclusion,
+    refit_probe_table,
     select_controls_table,
     verdict_counts,
     withdrawal,
@@ -88,6 +90,7 @@ from calkit.reporting.comparisons import (
     dataset_comparisons,
     pair,
     paper_comparisons,
+    refit_comparisons,
     select_comparisons,
 )
 from calkit.reporting.draws import (
@@ -207,6 +210,9 @@ __all__ = [
     "baseline_findings",
     "baseline_records",
     "budget_comparisons",
+    "refit_comparisons",
+    "refit_probe_conclusion",
+    "refit_probe_table",
     "select_comparisons",
     "select_controls_table",
     "control_readings",

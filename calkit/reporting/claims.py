@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from calkit import stats
@@ -25,6 +26,7 @@ from calkit.reporting.comparisons import (
     keyed_frame,
     pair,
     paper_comparisons,
+    refit_comparisons,
     select_comparisons,
 )
 from calkit.reporting.formatting import format_change
@@ -141,6 +143,47 @@ def budget_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
 def select_controls_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
     """:func:`select_comparisons` paired by seed, Holm-corrected as a family of their own."""
     return directional(comparison_rows(records, select_comparisons(records), which))
+
+
+def refit_probe_table(records: list[dict], which: Which = "ema") -> pd.DataFrame:
+    """:func:`refit_comparisons` paired by seed, Holm-corrected as a family of their own."""
+    return directional(comparison_rows(records, refit_comparisons(records), which))
+
+
+def refit_probe_conclusion(table: pd.DataFrame, same: int, paired: int) -> str:
+    """The refit-horizon probe's declared reading rule, applied (results chapter).
+
+    If the probe's change against fine-tuning has the sign of the stored runs' on the same seeds
+    and its 95 % interval excludes zero, the refit's schedule does not explain that verdict;
+    otherwise it may, and the verdict waits for a rerun with the search's schedule. A probe
+    whose search chose otherwise than its stored twin (``same < paired``) compares more than the
+    refit, and the rule is not applied.
+
+    Args:
+        table: :func:`refit_probe_table`.
+        same: Probe runs whose choice matched their twin's
+            (:func:`calkit.diagnostics.same_choices`).
+        paired: Probe runs with a stored twin.
+    """
+    def row(question: str) -> pd.Series | None:
+        hits = table[table.index.str.startswith(f"{question} on ")] if len(table) else table
+        return hits.iloc[0] if len(hits) else None
+
+    stored = row("targeted CAL (chosen recipe) vs fine-tuning")
+    probe = row("targeted CAL, refit on the search's schedule, vs fine-tuning")
+    if stored is None or probe is None or paired == 0:
+        return "no probe runs yet"
+    if same < paired:
+        return (f"the probe's search chose otherwise than the stored run in {paired - same} of "
+                f"{paired} seeds, so the pairs compare more than the refit: the rule is not "
+                "applied")
+    kept = (stats.interval_side(probe["low"], probe["high"])
+            == np.sign(stored["estimate"]) != 0)
+    return ("by the declared rule the refit's schedule does not explain this verdict "
+            f"(the probe's search chose as the stored run in {same} of {paired} seeds)" if kept
+            else "by the declared rule the refit's schedule may explain this verdict, which waits "
+            f"for a rerun with the search's schedule (the probe's search chose as the stored run "
+            f"in {same} of {paired} seeds)")
 
 
 _READING_ORDER = ("lower", "higher", "not resolved", stats.WITHDRAWN)

@@ -157,6 +157,15 @@ def select_comparisons(records: list[dict]) -> list[Comparison]:
     return _questions(records, "select")
 
 
+def refit_comparisons(records: list[dict]) -> list[Comparison]:
+    """The refit-horizon probe (``grids/refit_horizon_probe.yaml``).
+
+    Does refitting targeted CAL's chosen recipe on the search's schedule change its loss, and its
+    change against fine-tuning, on the seeds whose stored refit was shortest?
+    """
+    return _questions(records, "refit")
+
+
 def dataset_comparisons(records: list[dict]) -> list[Comparison]:
     """The paper's headline comparisons on any data set (no paper values).
 
