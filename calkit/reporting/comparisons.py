@@ -34,7 +34,7 @@ from calkit.methods.registry import ControlFamily
 from calkit.reporting.paper import paper_change
 from calkit.reporting.records import VALIDATION, RunKey, as_records, ood_sets_of, targeted_pairs
 
-ComparisonFamily = Literal["base", "targeted", "ablation", "controls", "budget", "select",
+ComparisonFamily = Literal["base", "targeted", "ablation", "controls", "budget", "select", "refit",
                            "dataset"]
 """Where a comparison comes from: one of the paper's tables, the controls, the early-stopping
 budget study, the controls of the redone verdict (targeted CAL with its recipe chosen on held-out
