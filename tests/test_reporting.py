@@ -639,10 +639,11 @@ def test_the_refit_probe_table_pairs_probe_stored_and_fine_tuning_and_applies_it
         f"targeted CAL (chosen recipe) vs fine-tuning on {where}",
         f"targeted CAL, refit on the search's schedule, vs fine-tuning on {where}"]
     assert table["estimate"].round(4).tolist() == [0.05, 0.3, 0.365]
-    assert reporting.refit_probe_conclusion(table, 4, 4).startswith(
-        "by the declared rule the refit's schedule does not explain this verdict")
+    assert reporting.refit_probe_conclusion(table, 4, 4) == (
+        f"by the declared rule the refit's schedule does not explain the verdict on {where} (the "
+        "probe's search chose as the stored run in 4 of 4 seeds)")
     # A probe that brings targeted CAL to fine-tuning's level, give or take: the rule says "may".
     level = probe_records(lambda s: (1 / 1.3) * (1.1 if s % 2 else 0.9))
-    assert "may explain this verdict" in reporting.refit_probe_conclusion(level, 4, 4)
+    assert f"may explain the verdict on {where}," in reporting.refit_probe_conclusion(level, 4, 4)
     assert "the rule is not applied" in reporting.refit_probe_conclusion(table, 3, 4)
     assert reporting.refit_probe_conclusion(table.iloc[:0], 0, 0) == "no probe runs yet"

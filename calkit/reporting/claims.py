@@ -177,13 +177,14 @@ def refit_probe_conclusion(table: pd.DataFrame, same: int, paired: int) -> str:
         return (f"the probe's search chose otherwise than the stored run in {paired - same} of "
                 f"{paired} seeds, so the pairs compare more than the refit: the rule is not "
                 "applied")
+    where = str(stored.name).split(" on ", 1)[1]
     kept = (stats.interval_side(probe["low"], probe["high"])
             == np.sign(stored["estimate"]) != 0)
-    return ("by the declared rule the refit's schedule does not explain this verdict "
-            f"(the probe's search chose as the stored run in {same} of {paired} seeds)" if kept
-            else "by the declared rule the refit's schedule may explain this verdict, which waits "
-            f"for a rerun with the search's schedule (the probe's search chose as the stored run "
-            f"in {same} of {paired} seeds)")
+    checked = f"the probe's search chose as the stored run in {same} of {paired} seeds"
+    return (f"by the declared rule the refit's schedule does not explain the verdict on {where} "
+            f"({checked})" if kept
+            else f"by the declared rule the refit's schedule may explain the verdict on {where}, "
+            f"which waits for a rerun with the search's schedule ({checked})")
 
 
 _READING_ORDER = ("lower", "higher", "not resolved", stats.WITHDRAWN)
