@@ -566,8 +566,9 @@ def test_targeted_select_under_the_cpu_profile_learns_its_own_rows_beyond_the_tr
     profile), whose claims replaced the cpu-recipe runs that never learned their rows. Measured:
     the held-out fifth chose constant 1e-4 (held-out loss 0.039; the profile's own recipe 0.17,
     the authors' four factors 0.052) and the refit's own-row loss ended at 0.033 of its warm-up
-    best. Either learning candidate passes; the profile's own recipe at this budget does not
-    (0.94 at 12 epochs), so the test fails if the search stops preferring a recipe that learns."""
+    best. Either learning candidate passes; the profile's own recipe does not (searched alone,
+    it chooses 5 epochs and ends at 0.94 of its warm-up best), so the test fails if the search
+    stops preferring a recipe that learns."""
     from calkit.methods.registry import MethodInputs
     from calkit.methods.targeted_select import (
         HOLDOUT_FRACTION,

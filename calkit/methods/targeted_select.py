@@ -181,8 +181,11 @@ chosen epochs (the searches are unchanged: their 60 epochs already span 60)."""
 
 declare_control(ControlQuestion("targeted CAL: refit on the search's schedule vs as stored",
                                 SELECTED, SEARCH_SCHEDULE_REFIT, targeted=True, family="refit"))
-declare_control(ControlQuestion("targeted CAL (chosen recipe) vs fine-tuning",
-                                Variant("finetune"), SELECTED, targeted=True, family="refit"))
-declare_control(ControlQuestion("targeted CAL, refit on the search's schedule, vs fine-tuning",
-                                Variant("finetune"), SEARCH_SCHEDULE_REFIT, targeted=True,
-                                family="refit"))
+REFIT_STORED_VS_FINETUNE = declare_control(ControlQuestion(
+    "targeted CAL (chosen recipe) vs fine-tuning", Variant("finetune"), SELECTED, targeted=True,
+    family="refit"))
+REFIT_PROBE_VS_FINETUNE = declare_control(ControlQuestion(
+    "targeted CAL, refit on the search's schedule, vs fine-tuning", Variant("finetune"),
+    SEARCH_SCHEDULE_REFIT, targeted=True, family="refit"))
+"""The two questions the probe's reading rule compares
+(:func:`calkit.reporting.refit_probe_conclusion`)."""

@@ -18,6 +18,7 @@ from calkit import stats
 from calkit.diagnostics import unlearned_runs
 from calkit.methods import control_questions, method_label
 from calkit.methods.registry import ControlFamily
+from calkit.methods.targeted_select import REFIT_PROBE_VS_FINETUNE, REFIT_STORED_VS_FINETUNE
 from calkit.reporting.comparisons import (
     Comparison,
     budget_comparisons,
@@ -169,8 +170,8 @@ def refit_probe_conclusion(table: pd.DataFrame, same: int, paired: int) -> str:
         hits = table[table.index.str.startswith(f"{question} on ")] if len(table) else table
         return hits.iloc[0] if len(hits) else None
 
-    stored = row("targeted CAL (chosen recipe) vs fine-tuning")
-    probe = row("targeted CAL, refit on the search's schedule, vs fine-tuning")
+    stored = row(REFIT_STORED_VS_FINETUNE.question)
+    probe = row(REFIT_PROBE_VS_FINETUNE.question)
     if stored is None or probe is None or paired == 0:
         return "no probe runs yet"
     if same < paired:
