@@ -56,10 +56,17 @@ def test_every_notebook_is_in_the_toc():
 
 
 def test_source_notebooks_have_no_outputs_and_a_parameters_cell():
+    import json
+
     import nbformat
 
     for name in NOTEBOOKS:
-        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        path = ROOT / "notebooks" / f"{name}.ipynb"
+        # nbformat 4.5 wants a unique id on every cell; reading fills a missing one in silently
+        # (with a warning in papermill's runs), so the file itself is checked.
+        ids = [cell.get("id") for cell in json.loads(path.read_text())["cells"]]
+        assert None not in ids and len(set(ids)) == len(ids), f"{name}: a cell id is missing"
+        nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(not c.outputs and c.execution_count is None for c in code), name
         assert any("parameters" in c.metadata.get("tags", []) for c in code), name
