@@ -234,12 +234,19 @@ def same_choices(records: list[dict], variant: str) -> tuple[int, int]:
     ``targeted_select`` run of the same target, N and seed; a mismatch means the searches
     differed and the pair compares more than the refit.
 
+    The twin is the record whose request, rebuilt as a :class:`~calkit.runs.RunConfig`, is the
+    variant's without its overrides (as the budget study pairs its runs), so a record of another
+    protocol, data set, profile or target draw is never paired.
+
     Returns:
         ``(same, paired)``: variant runs with a stored twin, and those whose choice matches.
     """
-    def key(rec: dict) -> tuple[Any, ...]:
-        req = rec["request"]
-        return req.get("target_set"), req.get("n_target"), req["seed"], req.get("protocol")
+    from dataclasses import replace
+
+    from calkit.runs import RunConfig
+
+    def key(rec: dict) -> Any:
+        return replace(RunConfig.from_request(rec["request"]), overrides=())
 
     def choice(rec: dict) -> tuple[Any, ...]:
         sel = rec.get("selection") or {}
